@@ -1,0 +1,365 @@
+"""Submit, start, read, list, cancel, retry and delete tasks.
+
+Every function takes the Redis client first (built by `jobs.connection.connect`)
+and returns plain JSON-ready dicts. Redis failures surface as RedisUnavailable.
+Round trips are counted in tests: reading a view costs 1, submitting at most 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import redis
+from rq import Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import JobStatus
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
+
+from . import files, keys, settings
+from .connection import SERIALIZER, queue, unavailable
+from .errors import InvalidParams, InvalidTransition, JobsError, TaskNotFound
+from .registry import TaskType, get_task_type
+from .rqjob import TaskJob
+from .views import READS_PER_TASK, STATUSES, build_view, not_found, queue_reads
+
+#: The function every task runs as; users never choose a function path.
+PROCESSOR = "jobs.processor.run_task"
+
+#: Listing examines at most this many tasks per page when filtering by status,
+#: so a page costs the same however many tasks Redis holds.
+MAX_SCAN = 500
+MAX_LIMIT = 100
+
+
+def _redis_errors(func):
+    """Turn connection failures into one clear RedisUnavailable line."""
+
+    @functools.wraps(func)
+    def wrapper(conn, *args, **kwargs):
+        try:
+            return func(conn, *args, **kwargs)
+        except JobsError:
+            raise
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise unavailable(conn, exc) from None
+
+    return wrapper
+
+
+_id_lock = threading.Lock()
+_id_clock = {"ms": 0, "seq": 0}
+
+
+def new_task_id() -> str:
+    """A time-ordered id: 12 hex digits of milliseconds, a 4-digit sequence, 8 random hex digits.
+
+    Ids sort by creation time, which the listing index relies on; the sequence keeps
+    ids made by one process in the same millisecond in order.
+    """
+    with _id_lock:
+        ms = int(time.time() * 1000)
+        if ms <= _id_clock["ms"]:
+            ms, seq = _id_clock["ms"], _id_clock["seq"] + 1
+            if seq > 0xFFFF:
+                ms, seq = ms + 1, 0
+        else:
+            seq = 0
+        _id_clock.update(ms=ms, seq=seq)
+    return f"{ms:012x}{seq:04x}{secrets.token_hex(4)}"
+
+
+def valid_task_id(task_id: Any) -> bool:
+    """True for strings shaped like the ids rq accepts (letters, digits, - and _)."""
+    return isinstance(task_id, str) and 0 < len(task_id) <= 64 and all(
+        ch.isascii() and (ch.isalnum() or ch in "-_") for ch in task_id)
+
+
+def _file_refs(params: dict) -> list[dict]:
+    return [v for v in params.values() if isinstance(v, dict) and set(v) >= {"id", "name", "size"}]
+
+
+def _retry(ttype: TaskType) -> Retry | None:
+    if ttype.retry.max_attempts <= 1:
+        return None
+    return Retry(max=ttype.retry.max_attempts - 1, interval=list(ttype.retry.backoff) or 0)
+
+
+def _create_job(conn, ttype: TaskType, params: dict, task_id: str, status: JobStatus) -> TaskJob:
+    q = queue(conn, ttype.queue)
+    return q.create_job(
+        PROCESSOR,
+        kwargs={"task_type": ttype.name, "params": params},
+        timeout=ttype.time_limit + settings.TIME_LIMIT_GRACE + 5,
+        result_ttl=ttype.result_ttl,
+        failure_ttl=ttype.failure_ttl,
+        description=f"{ttype.name}: {ttype.title}",
+        job_id=task_id,
+        status=status,
+        retry=_retry(ttype),
+        meta={"progress": None},
+    )
+
+
+def _index(pipe, task_id: str, type_name: str) -> None:
+    cutoff = f"{int((time.time() - 400 * 86400) * 1000):012x}"
+    for key in (keys.task_index(), keys.type_index(type_name)):
+        pipe.zadd(key, {task_id: 0})
+        pipe.zremrangebylex(key, "-", f"({cutoff}")
+
+
+@_redis_errors
+def submit(conn: redis.Redis, type_name: str, params: dict | None = None, *, start: bool = True,
+           idempotency_key: str | None = None, delay: float | None = None) -> dict[str, Any]:
+    """Validate and enqueue a task (or create it pending with start=False); return its view.
+
+    With an idempotency key, a second submit within JOBS_IDEMPOTENCY_TTL returns the
+    first task instead of making another. `delay` seconds schedules it for later.
+    """
+    ttype = get_task_type(type_name)
+    clean = ttype.validate(params)
+    if delay is not None and not (0 <= delay <= 366 * 86400):
+        raise InvalidParams("delay must be between 0 and 31,622,400 seconds.", {"delay": "out of range"})
+    task_id = new_task_id()
+    refs = _file_refs(clean)
+    if idempotency_key is not None or refs:
+        existing = _precheck(conn, task_id, idempotency_key, refs)
+        if existing is not None:
+            try:
+                return get(conn, existing)
+            except TaskNotFound:
+                conn.delete(keys.idempotency(idempotency_key))
+                return submit(conn, type_name, params, start=start, idempotency_key=idempotency_key, delay=delay)
+
+    job = _create_job(conn, ttype, clean, task_id, JobStatus.QUEUED if start else JobStatus.CREATED)
+    q = queue(conn, ttype.queue)
+    with conn.pipeline() as pipe:
+        if not start:
+            job.save(pipeline=pipe)
+            job.cleanup(ttl=settings.PENDING_TTL, pipeline=pipe)
+        elif delay:
+            q.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=delay), pipeline=pipe)
+        else:
+            q.enqueue_job(job, pipeline=pipe)
+        _index(pipe, task_id, ttype.name)
+        queue_reads(pipe, task_id)
+        replies = pipe.execute()
+    return build_view(conn, task_id, replies[-READS_PER_TASK:])
+
+
+def _precheck(conn, task_id: str, idempotency_key: str | None, refs: list[dict]) -> str | None:
+    """One round trip: check file params are stored and claim the idempotency key."""
+    with conn.pipeline(transaction=False) as pipe:
+        for ref in refs:
+            pipe.exists(f"{settings.KEY_PREFIX}file:{ref['id']}")
+        if idempotency_key is not None:
+            pipe.set(keys.idempotency(idempotency_key), task_id, nx=True, ex=settings.IDEMPOTENCY_TTL)
+            pipe.get(keys.idempotency(idempotency_key))
+        replies = pipe.execute()
+    for ref, exists in zip(refs, replies):
+        if not exists:
+            raise InvalidParams(f"File {ref['name']!r} is no longer stored; upload it again.",
+                                {"file": f"{ref['name']} is no longer stored; upload it again"})
+    if idempotency_key is not None:
+        owner = replies[-1].decode() if replies[-1] else task_id
+        if owner != task_id:
+            return owner
+    return None
+
+
+@_redis_errors
+def get(conn: redis.Redis, task_id: str) -> dict[str, Any]:
+    """The task's view (one round trip); TaskNotFound says whether it expired or never was."""
+    if not valid_task_id(task_id):
+        raise not_found(str(task_id), False)
+    with conn.pipeline(transaction=False) as pipe:
+        queue_reads(pipe, task_id)
+        replies = pipe.execute()
+    return build_view(conn, task_id, replies)
+
+
+def _fetch(conn, task_id: str) -> TaskJob:
+    if not valid_task_id(task_id):
+        raise not_found(str(task_id), False)
+    try:
+        return TaskJob.fetch(task_id, connection=conn, serializer=SERIALIZER)
+    except NoSuchJobError:
+        raise not_found(task_id, conn.zscore(keys.task_index(), task_id) is not None) from None
+
+
+@_redis_errors
+def start(conn: redis.Redis, task_id: str, params: dict | None = None) -> dict[str, Any]:
+    """Enqueue a pending task, optionally replacing some of its params first."""
+    with conn.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(TaskJob.key_for(task_id))
+                job = _fetch(conn, task_id)
+                if job.get_status(refresh=False) != JobStatus.CREATED:
+                    raise InvalidTransition(f"Task {task_id} is not pending, so it cannot be started; "
+                                            "only tasks created with start=false can be.")
+                kwargs = dict(job.kwargs)
+                if params:
+                    ttype = get_task_type(kwargs["task_type"])
+                    kwargs["params"] = ttype.validate({**kwargs["params"], **params})
+                    job.kwargs = kwargs
+                pipe.multi()
+                pipe.persist(job.key)
+                queue(conn, job.origin).enqueue_job(job, pipeline=pipe)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    return get(conn, task_id)
+
+
+@_redis_errors
+def list_tasks(conn: redis.Redis, *, status: str | None = None, type_name: str | None = None,
+               limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+    """Tasks newest first: {"tasks": [...], "next_cursor": str | None}.
+
+    Pages walk a time-ordered index by id, so a page costs O(log N + page). With a
+    status filter a page examines at most MAX_SCAN tasks; it may then hold fewer
+    than `limit` tasks while `next_cursor` still points further back.
+    """
+    if status is not None and status not in STATUSES:
+        raise InvalidParams(f"Unknown status {status!r}; use one of: {', '.join(STATUSES)}.",
+                            {"status": "unknown status"})
+    if type_name is not None:
+        get_task_type(type_name)
+    if cursor is not None and not valid_task_id(cursor):
+        raise InvalidParams("The cursor is not valid; use the next_cursor of a previous page.",
+                            {"cursor": "invalid"})
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    index = keys.type_index(type_name) if type_name else keys.task_index()
+    upper = f"({cursor}" if cursor else "+"
+    found: list[dict] = []
+    scanned = 0
+    last_id: str | None = None
+    exhausted = False
+    while len(found) < limit and scanned < (MAX_SCAN if status else limit):
+        batch_size = limit - len(found) if not status else min(max(limit * 2, 50), MAX_SCAN - scanned)
+        ids = [i.decode() for i in conn.zrevrangebylex(index, upper, "-", start=0, num=batch_size)]
+        if not ids:
+            exhausted = True
+            break
+        with conn.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                queue_reads(pipe, task_id)
+            replies = pipe.execute()
+        gone = []
+        for n, task_id in enumerate(ids):
+            scanned += 1
+            last_id = task_id
+            try:
+                view = build_view(conn, task_id, replies[n * READS_PER_TASK:(n + 1) * READS_PER_TASK])
+            except TaskNotFound:
+                gone.append(task_id)
+                continue
+            if status is None or view["status"] == status:
+                found.append(view)
+                if len(found) == limit:
+                    break
+        if gone:
+            _unindex(conn, gone)
+        upper = f"({last_id}"
+    next_cursor = None
+    if not exhausted and last_id is not None:
+        more = conn.zrevrangebylex(index, f"({last_id}", "-", start=0, num=1)
+        next_cursor = last_id if more else None
+    return {"tasks": found, "next_cursor": next_cursor}
+
+
+def _unindex(conn, task_ids: list[str]) -> None:
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.task_index(), *task_ids)
+        for key in conn.scan_iter(match=f"{settings.KEY_PREFIX}index:type:*", count=100):
+            pipe.zrem(key, *task_ids)
+        pipe.execute()
+
+
+@_redis_errors
+def cancel(conn: redis.Redis, task_id: str) -> dict[str, Any]:
+    """Cancel a task: not yet running → canceled now; running → stopped (reads canceled)."""
+    with conn.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(TaskJob.key_for(task_id))
+                job = _fetch(conn, task_id)
+                state = job.get_status(refresh=False)
+                if state in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
+                    raise InvalidTransition(f"Task {task_id} has already ended ({get(conn, task_id)['status']}); "
+                                            "there is nothing to cancel.")
+                pipe.multi()
+                pipe.set(keys.cancel_request(task_id), 1, ex=max(job.timeout or 0, 60) + 3600)
+                if state == JobStatus.STARTED:
+                    pipe.execute()
+                    try:
+                        send_stop_job_command(conn, task_id, serializer=SERIALIZER)
+                    except InvalidJobOperation:
+                        pass  # it just ended; the cancel key covers a retry attempt
+                    break
+                job.cancel(pipeline=pipe)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    return get(conn, task_id)
+
+
+@_redis_errors
+def retry(conn: redis.Redis, task_id: str) -> dict[str, Any]:
+    """Run a failed or canceled task again under the same id, with its attempts counted afresh."""
+    with conn.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(TaskJob.key_for(task_id))
+                job = _fetch(conn, task_id)
+                view = get(conn, task_id)
+                if view["status"] not in ("failed", "canceled"):
+                    raise InvalidTransition(f"Task {task_id} is {view['status']}; only failed or canceled "
+                                            "tasks can be retried.")
+                ttype = get_task_type(job.kwargs["task_type"])
+                job.retries_left = ttype.retry.max_attempts - 1 if ttype.retry.max_attempts > 1 else None
+                job.started_at = job.ended_at = None
+                job._exc_info = ""
+                pipe.multi()
+                pipe.zrem(FailedJobRegistry(job.origin, connection=conn).key, task_id)
+                pipe.zrem(CanceledJobRegistry(job.origin, connection=conn).key, task_id)
+                pipe.delete(keys.cancel_request(task_id), keys.crash_count(task_id), keys.outputs(task_id))
+                pipe.hset(job.key, "meta", SERIALIZER.dumps({"progress": None}))
+                pipe.hdel(job.key, "retries_left")
+                pipe.persist(job.key)
+                queue(conn, job.origin).enqueue_job(job, pipeline=pipe)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
+    return get(conn, task_id)
+
+
+@_redis_errors
+def delete(conn: redis.Redis, task_id: str) -> None:
+    """Remove a task that is not running, with its result, files and index entries."""
+    job = _fetch(conn, task_id)
+    if job.get_status(refresh=False) == JobStatus.STARTED:
+        raise InvalidTransition(f"Task {task_id} is running; cancel it first, then delete it.")
+    outputs = conn.hgetall(keys.outputs(task_id))
+    params = (job.kwargs or {}).get("params") or {}
+    with conn.pipeline() as pipe:
+        job.delete(pipeline=pipe)
+        pipe.delete(keys.outputs(task_id), keys.cancel_request(task_id), keys.crash_count(task_id))
+        pipe.zrem(keys.task_index(), task_id)
+        pipe.zrem(keys.type_index(job.kwargs.get("task_type", "")), task_id)
+        pipe.execute()
+    import json
+
+    for raw in outputs.values():
+        files.delete_file(conn, json.loads(raw)["id"])
+    for ref in _file_refs(params):
+        files.delete_file(conn, ref["id"])

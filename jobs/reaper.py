@@ -1,0 +1,85 @@
+"""Finds tasks whose worker died and settles them within seconds, not rq's minutes.
+
+A running task's worker refreshes the task's entry in rq's StartedJobRegistry
+every JOBS_HEARTBEAT_INTERVAL seconds, with a lease of that plus JOBS_LOST_AFTER.
+Every idle worker looks for expired leases every JOBS_REAP_INTERVAL seconds: a
+task of a rerun-safe type is requeued (at most MAX_CRASH_REQUEUES times), any
+other fails with kind `worker_lost`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq.job import JobStatus
+from rq.job_lifecycle import record_job_failure
+from rq.registry import StartedJobRegistry
+from rq.utils import current_timestamp
+
+from . import keys
+from .connection import SERIALIZER, queue
+from .errors import UnknownTaskType
+from .registry import get_task_type
+from .rqjob import TaskJob
+
+log = logging.getLogger(__name__)
+
+#: How often one task may be requeued after worker crashes before it fails.
+MAX_CRASH_REQUEUES = 3
+
+#: The text rq's failure record starts with when we fail a task for a lost worker.
+WORKER_LOST_PREFIX = "WorkerLost:"
+
+
+def should_requeue(conn: redis.Redis, job: TaskJob) -> bool:
+    """True if the task's type is rerun-safe and it has crash requeues left (counts this one)."""
+    try:
+        ttype = get_task_type((job.kwargs or {}).get("task_type"))
+    except UnknownTaskType:
+        return False
+    if not ttype.rerun_safe:
+        return False
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.incr(keys.crash_count(job.id))
+        pipe.expire(keys.crash_count(job.id), 7 * 24 * 3600)
+        crashes, _ = pipe.execute()
+    return crashes <= MAX_CRASH_REQUEUES
+
+
+def lost_message(reason: str) -> str:
+    """The failure text recorded for a task whose worker went away."""
+    return (f"{WORKER_LOST_PREFIX} {reason}. The task may have been cut off part way; "
+            "retry it if it is safe to run again.")
+
+
+def reap_lost_tasks(conn: redis.Redis, queue_names: list[str]) -> list[str]:
+    """Settle every task on `queue_names` whose worker stopped heartbeating; return their ids."""
+    settled: list[str] = []
+    for name in queue_names:
+        q = queue(conn, name)
+        registry = StartedJobRegistry(name, connection=conn, job_class=TaskJob, serializer=SERIALIZER)
+        cutoff = current_timestamp()
+        expired = registry.get_expired_job_ids(cutoff)
+        if not expired:
+            continue
+        with conn.pipeline() as pipe:
+            for job_id in expired:
+                try:
+                    job = TaskJob.fetch(job_id, connection=conn, serializer=SERIALIZER)
+                except Exception:  # gone or unreadable: nothing left to settle
+                    continue
+                if job.get_status(refresh=False) != JobStatus.STARTED:
+                    continue
+                if should_requeue(conn, job):
+                    job.retries_left = (job.retries_left or 0) + 1  # a crash re-run is not a new attempt
+                    job.retry(q, pipe)
+                    log.warning("Task %s: its worker died; requeued (type is rerun-safe)", job.id)
+                else:
+                    record_job_failure(job, lost_message("its worker stopped responding (crashed or was killed)"),
+                                       pipe)
+                    log.warning("Task %s: its worker died; marked failed (worker_lost)", job.id)
+                settled.append(job.id)
+            pipe.zremrangebyscore(registry.key, 0, cutoff)
+            pipe.execute()
+    return settled

@@ -1,0 +1,97 @@
+"""The rq worker class the Procfile runs: `rq worker -w jobs.worker.TaskWorker`.
+
+It is rq's HerokuWorker (a SIGTERM lets the running task finish or fail cleanly
+within the platform's grace period) with the job core's choices built in, so a
+command line that forgets `-j`/`-S` still gets them right:
+- jobs are TaskJob and JSON-serialized;
+- a task's lease is refreshed every JOBS_HEARTBEAT_INTERVAL seconds and an idle
+  worker reaps lost tasks every JOBS_REAP_INTERVAL seconds (rq: minutes);
+- the process running a task dies with its worker (no orphan keeps running
+  unseen while the task is requeued elsewhere).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from datetime import timedelta
+
+from rq import Queue
+from rq.utils import now
+from rq.worker import HerokuWorker
+
+from . import settings
+from .connection import SERIALIZER
+from .processor import TIME_LIMIT_EXIT_CODE
+from .reaper import lost_message, reap_lost_tasks, should_requeue
+from .registry import load_task_modules
+from .rqjob import TaskJob
+
+HORSE_DIED = "Work-horse terminated unexpectedly"
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class TaskWorker(HerokuWorker):
+    """HerokuWorker with JSON jobs, short leases and a fast lost-task reaper."""
+
+    def __init__(self, queues, *args, **kwargs):
+        kwargs["job_class"] = TaskJob
+        kwargs["serializer"] = SERIALIZER
+        kwargs["job_monitoring_interval"] = settings.HEARTBEAT_INTERVAL
+        connection = kwargs.get("connection")
+        names = [q.name if isinstance(q, Queue) else q for q in ([queues] if isinstance(queues, (str, Queue)) else queues)]
+        queues = [Queue(name, connection=connection, job_class=TaskJob, serializer=SERIALIZER) for name in names]
+        super().__init__(queues, *args, **kwargs)
+        self._last_reaped = None
+        self._horse_status: int | None = None
+        load_task_modules()
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return settings.REAP_INTERVAL
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        return settings.HEARTBEAT_INTERVAL + settings.LOST_AFTER
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return self._reap_due() or super().should_run_maintenance_tasks
+
+    def _reap_due(self) -> bool:
+        return self._last_reaped is None or now() - self._last_reaped > timedelta(seconds=settings.REAP_INTERVAL)
+
+    def run_maintenance_tasks(self):
+        if self._reap_due():
+            reap_lost_tasks(self.connection, self.queue_names())
+            self._last_reaped = now()
+        if super().should_run_maintenance_tasks:
+            super().run_maintenance_tasks()
+
+    def main_work_horse(self, job, queue):
+        _die_with_parent()
+        super().main_work_horse(job, queue)
+
+    def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
+        self._horse_status = ret_val
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):
+        """A task process that died under a live worker is settled like a lost worker's task."""
+        status, self._horse_status = self._horse_status, None
+        killed_for_time = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == TIME_LIMIT_EXIT_CODE
+        if killed_for_time:
+            exc_string = "TimeLimitExceeded: the task ignored its time limit and was killed"
+        elif exc_string.startswith(HORSE_DIED) and self._stopped_job_id != job.id:
+            if should_requeue(self.connection, job):
+                job.retries_left = (job.retries_left or 0) + 1
+            else:
+                job.retries_left = 0
+            exc_string = lost_message(f"the process running it died ({exc_string.strip().rstrip(';')})")
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
+                                   exc_string=exc_string, execution=execution)
