@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import tempfile
-import traceback
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -96,7 +95,7 @@ def run_task(task_type: str, params: dict[str, Any]) -> Any:
         job.retries_left = 0
         raise
 
-    with tempfile.TemporaryDirectory(prefix=f"task-{job.id}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"task-{job.id}-") as scratch, _closing(reporter):
         try:
             for value in kwargs.values():
                 if isinstance(value, files.InputFile):
@@ -127,14 +126,17 @@ def run_task(task_type: str, params: dict[str, Any]) -> Any:
             raise
 
 
+@contextmanager
+def _closing(reporter: ProgressReporter) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        reporter.close()
+
+
 def _check_json(result: Any) -> None:
     try:
         json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TaskResultError(f"The task's result cannot be stored as JSON ({exc}); return dicts, lists, "
                               "strings, numbers, booleans or None.") from None
-
-
-def format_traceback(exc: BaseException) -> str:
-    """Full traceback text of `exc` (for operators)."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -3,13 +3,16 @@
 Writes go through `save_meta()` (one HSET of the meta field, never a full job
 save) and are throttled: a task may call it in a tight loop, yet it writes at most
 once per JOBS_PROGRESS_MIN_INTERVAL seconds. The first update and the final one
-(done == total, 100 %, or an explicit flush) always land. Each write also reads the
+(done == total, 100 %, or an explicit flush) always land, and a throttled update
+is written by a timer at the end of the interval, so a task that reports and then
+blocks for minutes still shows its latest message. Each write also reads the
 task's cancel-request key in the same round trip, so a cancel reaches even a task
 whose worker missed rq's stop command.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -44,6 +47,9 @@ class ProgressReporter:
         self.clock = clock
         self._last_write: float | None = None
         self._pending = False
+        self._cancel_seen = False
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
         self.writes = 0
 
     def update(self, percent: float | None = None, *, done: int | None = None, total: int | None = None,
@@ -58,18 +64,43 @@ class ProgressReporter:
         if message is not None:
             progress["message"] = str(message)[:MAX_MESSAGE]
         progress["updated_at"] = _now_iso()
-        self.job.meta["progress"] = progress
         final = percent is not None and percent >= 100.0
-        now = self.clock()
-        if final or self._last_write is None or now - self._last_write >= self.min_interval:
-            self._write(now)
-        else:
-            self._pending = True
+        with self._lock:
+            self.job.meta["progress"] = progress
+            now = self.clock()
+            due = final or self._last_write is None or now - self._last_write >= self.min_interval
+            if due:
+                self._write(now)
+            else:
+                self._pending = True
+                self._arm_timer(self.min_interval - (now - self._last_write))
+        if self._cancel_seen:
+            raise TaskCanceled("Canceled by request")
+
+    def _arm_timer(self, delay: float) -> None:
+        if self._timer is None or not self._timer.is_alive():
+            self._timer = threading.Timer(max(0.0, delay), self._timer_flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _timer_flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                try:
+                    self._write(self.clock())
+                except Exception:  # noqa: BLE001 - the next update or flush retries the write
+                    pass
 
     def flush(self) -> None:
         """Write the latest progress now if a throttled update is waiting."""
-        if self._pending:
-            self._write(self.clock())
+        with self._lock:
+            if self._pending:
+                self._write(self.clock())
+
+    def close(self) -> None:
+        """Stop the flush timer (the attempt is over)."""
+        if self._timer is not None:
+            self._timer.cancel()
 
     def reset(self, attempt: int, max_attempts: int) -> None:
         """Start of an attempt: clear what an earlier attempt left, and write at once."""
@@ -77,14 +108,20 @@ class ProgressReporter:
         self.job.meta["attempt"] = {"number": attempt, "of": max_attempts}
         self.job.meta["progress"] = {"percent": 0.0, "done": None, "total": None, "message": "Started",
                                      "updated_at": _now_iso()}
-        self._write(self.clock(), check_cancel=True)
+        with self._lock:
+            self._write(self.clock())
+        if self._cancel_seen:
+            raise TaskCanceled("Canceled before it started")
 
     def record_error(self, kind: str, error_type: str, message: str) -> None:
         """Store how the attempt failed, for the user (the traceback goes to rq's result)."""
-        self.job.meta["error"] = {"kind": kind, "type": error_type, "message": message[:MAX_MESSAGE]}
-        self._write(self.clock(), check_cancel=False)
+        self.close()
+        with self._lock:
+            self.job.meta["error"] = {"kind": kind, "type": error_type, "message": message[:MAX_MESSAGE]}
+            self._write(self.clock())
 
-    def _write(self, now: float, check_cancel: bool = True) -> None:
+    def _write(self, now: float) -> None:
+        """One round trip: store meta and read the cancel-request key. Call with the lock held."""
         conn = self.job.connection
         with conn.pipeline(transaction=False) as pipe:
             pipe.hset(self.job.key, "meta", self.job.serializer.dumps(self.job.meta))
@@ -93,8 +130,7 @@ class ProgressReporter:
         self._last_write = now
         self._pending = False
         self.writes += 1
-        if check_cancel and cancel_requested:
-            raise TaskCanceled("Canceled by request")
+        self._cancel_seen = self._cancel_seen or bool(cancel_requested)
 
 
 def read_progress(meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -111,7 +111,8 @@ class WorkerPool:
         started = []
         for _ in range(count):
             log = open(ROOT / ".pytest-worker.log", "ab")
-            proc = subprocess.Popen(procfile_command("worker"), shell=True, cwd=ROOT, env=base,
+            argv = [os.path.expandvars(arg) for arg in shlex.split(procfile_command("worker"))]
+            proc = subprocess.Popen(argv, cwd=ROOT, env=base,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
             self.procs.append(proc)
@@ -126,16 +127,8 @@ class WorkerPool:
 
     def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         """Kill the worker process only (its task process must notice by itself)."""
-        os.kill(self._worker_pid(proc), sig)
-
-    @staticmethod
-    def _worker_pid(proc: subprocess.Popen) -> int:
-        # `shell=True` may exec the command directly or keep a shell as the parent.
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        if b"rq worker" in cmdline or not children:
-            return proc.pid
-        return int(children[0])
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=10)
 
     def stop_all(self) -> None:
         for proc in self.procs:

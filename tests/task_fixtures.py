@@ -83,3 +83,12 @@ def safe_sleeper(ctx: TaskContext, *, seconds: float = 3) -> dict:
 def short_lived(ctx: TaskContext, *, value: Annotated[int, Field(ge=0)] = 1) -> int:
     """Finishes at once; its result expires a second later."""
     return value
+
+
+@task_type("pid_reporter", title="Reports its process id, then sleeps", time_limit=120)
+def pid_reporter(ctx: TaskContext, *, seconds: float = 60) -> None:
+    """Lets a test find (and kill) the process running a task."""
+    import os
+
+    ctx.progress(1, message=f"pid {os.getpid()}")
+    time.sleep(seconds)
