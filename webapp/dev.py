@@ -1,0 +1,153 @@
+"""`python -m webapp.dev` (what `python3 manage.py start` runs): the whole app on one machine.
+
+Starts an embedded Redis when REDIS_URL is unset (persisted under ./data/redis),
+then the Procfile's `worker` and `web` processes, prints the URL, and on Ctrl-C
+(or SIGTERM) stops all of them, Redis last, leaving nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobs.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+
+
+def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
+    """Process name → command line, from the Procfile (the one source of truth)."""
+    entries = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def _persistent_secret(name: str) -> str:
+    """A random value kept under ./data, so sessions and logins survive restarts."""
+    path = DATA / name
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def build_env(port: int) -> dict[str, str]:
+    """Environment for the web and worker processes in dev mode."""
+    env = dict(os.environ, JOBS_DEV="1", PORT=str(port), PYTHONUNBUFFERED="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("SECRET_KEY", _persistent_secret("secret_key"))
+    env.setdefault("RQ_DASHBOARD_USERNAME", "admin")
+    env.setdefault("RQ_DASHBOARD_PASSWORD", _persistent_secret("dashboard_password"))
+    return env
+
+
+def start_process(command: str, env: dict[str, str]) -> subprocess.Popen:
+    """Start one Procfile command in its own process group (so it can be stopped whole)."""
+    argv = [os.path.expandvars(arg) for arg in shlex.split(command)]
+    return subprocess.Popen(argv, cwd=ROOT, env={**env}, start_new_session=True)
+
+
+def stop_all(processes: dict[str, subprocess.Popen], grace: float = 10.0) -> None:
+    """SIGTERM every process group, wait up to `grace` seconds, then SIGKILL what is left."""
+    for proc in processes.values():
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for proc in processes.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in processes.values():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--workers", type=int, default=1, help="worker processes to run (default 1)")
+    args = parser.parse_args(argv)
+
+    port = args.port
+    if not _port_is_free(port):
+        port = free_port()
+        print(f"Port {args.port} is taken; using {port} instead.", flush=True)
+    env = build_env(port)
+
+    redis_server = None
+    if not os.environ.get("REDIS_URL"):
+        redis_server = EmbeddedRedis(data_dir=DATA / "redis")
+        try:
+            env["REDIS_URL"] = redis_server.start()
+        except EmbeddedRedisError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"Embedded Redis at {env['REDIS_URL']} (data in {DATA / 'redis'})", flush=True)
+
+    commands = procfile()
+    processes: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def request_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        for n in range(args.workers):
+            processes[f"worker.{n + 1}"] = start_process(commands["worker"], env)
+        processes["web"] = start_process(commands["web"], env)
+        print(f"\n  Job runner is up:  http://localhost:{port}/\n"
+              f"  Dashboard:         http://localhost:{port}/rq  "
+              f"(user {env['RQ_DASHBOARD_USERNAME']}, password {env['RQ_DASHBOARD_PASSWORD']})\n"
+              "  Press Ctrl-C to stop everything.\n", flush=True)
+        while not stopping:
+            for name, proc in processes.items():
+                if proc.poll() is not None:
+                    print(f"error: {name} exited with code {proc.returncode}; stopping everything.",
+                          file=sys.stderr, flush=True)
+                    stopping = True
+                    break
+            time.sleep(0.2)
+    finally:
+        print("Stopping ...", flush=True)
+        stop_all(processes)
+        if redis_server is not None:
+            redis_server.stop()
+        print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
