@@ -77,6 +77,13 @@ class TaskType:
     failure_ttl: int
     extra: dict = field(default_factory=dict)
 
+    @property
+    def files_ttl(self) -> int:
+        """Seconds an uploaded input must live: pending + every attempt + retention afterwards."""
+        waits = sum(self.retry.backoff) + (self.retry.backoff[-1] if self.retry.backoff else 0) * self.retry.max_attempts
+        return (settings.PENDING_TTL + self.time_limit * self.retry.max_attempts + waits
+                + max(self.result_ttl, self.failure_ttl))
+
     def schema(self) -> dict:
         """The JSON Schema of this type's parameters (with `x-kind` per property)."""
         schema = self.model.model_json_schema()

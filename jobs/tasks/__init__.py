@@ -1,3 +1,3 @@
 """Built-in task types: importing this package registers them all."""
 
-from . import demo  # noqa: F401
+from . import csv_profile, demo, image_thumbnails  # noqa: F401
