@@ -1,0 +1,95 @@
+"""Turn a submitted form (HTML page or multipart API call) into a task type's params.
+
+Values stay strings: the job core's validation is lax, so "5" becomes 5 and
+"on"/"true"/"1" become True. Only what a form cannot say is translated here: an
+empty input means "not given" (the default, or null for nullable fields), a
+checkbox sends a hidden "false" before its "true" (the last value wins), and a
+select's string is mapped back to the choice it stands for. File parts are stored
+with `jobs.files.store_file` and passed on as their InputFile dicts.
+
+Field names the form itself uses (API: type, start, delay; page: csrf_token,
+idempotency_key) cannot carry a parameter of that name; such a task type takes
+that parameter through the JSON API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from jobs import FileTooLarge
+from jobs import settings as job_settings
+from jobs.files import delete_file, store_file
+from jobs.registry import ParamSpec, TaskType
+
+
+def upload_ttl(ttype: TaskType) -> int:
+    """How long an uploaded input must live: waiting, every attempt, and the task's retention."""
+    attempts = ttype.retry.max_attempts
+    return (job_settings.PENDING_TTL + ttype.time_limit * attempts + sum(ttype.retry.backoff)
+            + max(ttype.result_ttl, ttype.failure_ttl))
+
+
+_MISSING = object()
+
+
+def _value(spec: ParamSpec, raw: str) -> Any:
+    if raw == "" and spec.required:
+        return _MISSING
+    if raw == "" and spec.kind != "str":
+        return None if spec.nullable else _MISSING
+    if raw == "" and spec.nullable:
+        return None
+    if spec.kind == "choice":
+        return next((choice for choice in spec.choices if str(choice) == raw), raw)
+    return raw
+
+
+def form_params(ttype: TaskType, form: MultiDict, reserved: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The non-file params present in `form` (unknown fields are passed on, so validation names them)."""
+    params: dict[str, Any] = {}
+    specs = {spec.name: spec for spec in ttype.params}
+    for name in form:
+        if name in reserved:
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            params[name] = form.get(name)
+            continue
+        if spec.kind == "file":
+            continue
+        value = _value(spec, form.getlist(name)[-1])
+        if value is not _MISSING:
+            params[name] = value
+    return params
+
+
+def store_uploads(conn, ttype: TaskType, files: MultiDict, max_bytes: int) -> dict[str, dict]:
+    """Store each file part of a file parameter; return name → InputFile dict.
+
+    On any failure the files already stored are removed before the error goes on.
+    """
+    stored: dict[str, dict] = {}
+    try:
+        for spec in ttype.params:
+            upload: FileStorage | None = files.get(spec.name)
+            if upload is None or not upload.filename:
+                continue
+            try:
+                ref = store_file(conn, upload.stream, upload.filename, ttl=upload_ttl(ttype),
+                                 content_type=upload.mimetype or None, max_bytes=max_bytes)
+            except FileTooLarge as exc:
+                exc.field = spec.name  # lets the form show the message next to its input
+                raise
+            stored[spec.name] = ref.model_dump()
+    except BaseException:
+        discard(conn, stored)
+        raise
+    return stored
+
+
+def discard(conn, stored: dict[str, dict]) -> None:
+    """Remove uploads whose submission failed, so nothing is left behind."""
+    for ref in stored.values():
+        delete_file(conn, ref["id"])
