@@ -33,11 +33,11 @@ def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
     return entries
 
 
-def _persistent_secret(name: str) -> str:
-    """A random value kept under ./data, so sessions and logins survive restarts."""
-    path = DATA / name
+def _persistent_secret(data: Path, name: str) -> str:
+    """A random value kept in the data folder, so sessions and logins survive restarts."""
+    path = data / name
     if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(24))
         path.chmod(0o600)
     return path.read_text().strip()
@@ -54,13 +54,13 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def build_env(port: int) -> dict[str, str]:
+def build_env(port: int, data: Path) -> dict[str, str]:
     """Environment for the web and worker processes in dev mode."""
     env = dict(os.environ, JOBS_DEV="1", PORT=str(port), PYTHONUNBUFFERED="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("SECRET_KEY", _persistent_secret("secret_key"))
+    env.setdefault("SECRET_KEY", _persistent_secret(data, "secret_key"))
     env.setdefault("RQ_DASHBOARD_USERNAME", "admin")
-    env.setdefault("RQ_DASHBOARD_PASSWORD", _persistent_secret("dashboard_password"))
+    env.setdefault("RQ_DASHBOARD_PASSWORD", _persistent_secret(data, "dashboard_password"))
     return env
 
 
@@ -96,23 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     parser.add_argument("--workers", type=int, default=1, help="worker processes to run (default 1)")
+    parser.add_argument("--data-dir", type=Path, default=DATA, help="where Redis data and dev secrets live")
     args = parser.parse_args(argv)
+    data = args.data_dir.resolve()
 
     port = args.port
     if not _port_is_free(port):
         port = free_port()
         print(f"Port {args.port} is taken; using {port} instead.", flush=True)
-    env = build_env(port)
+    env = build_env(port, data)
 
     redis_server = None
     if not os.environ.get("REDIS_URL"):
-        redis_server = EmbeddedRedis(data_dir=DATA / "redis")
+        redis_server = EmbeddedRedis(data_dir=data / "redis")
         try:
             env["REDIS_URL"] = redis_server.start()
         except EmbeddedRedisError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(f"Embedded Redis at {env['REDIS_URL']} (data in {DATA / 'redis'})", flush=True)
+        print(f"Embedded Redis at {env['REDIS_URL']} (data in {data / 'redis'})", flush=True)
 
     commands = procfile()
     processes: dict[str, subprocess.Popen] = {}

@@ -1,0 +1,124 @@
+"""The ways people run the whole thing: the dev launcher and `honcho start` with the Procfile."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.embedded import free_port
+from tests.conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+def healthy(port: int) -> bool:
+    try:
+        return request(port, "GET", "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def run_demo_to_completion(port: int) -> dict:
+    status, task = request(port, "POST", "/api/tasks", {"type": "demo", "params": {"steps": 2, "step_seconds": 0.2}})
+    assert status == 202, task
+
+    def completed():
+        view = request(port, "GET", f"/api/tasks/{task['id']}")[1]
+        return view if view["status"] == "completed" else None
+
+    return wait_for(completed, timeout=30, interval=0.2, message="demo to complete")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, read from /proc."""
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+        children = {int(child) for child in out} - found
+        found |= children
+        frontier.extend(children)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "JOBS_", "RQ_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
+    port = free_port()
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--port", str(port), "--data-dir", str(tmp_path)],
+                                cwd=ROOT, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: healthy(port), timeout=60, interval=0.2, message="dev server to be healthy")
+        assert re.search(rf"http://localhost:{port}/", log.read_text())
+        assert "Dashboard" in log.read_text() and "password" in log.read_text()
+        children = descendants(proc.pid)
+        assert len(children) >= 3  # embedded redis, worker (+ its scheduler), gunicorn (+ its workers)
+        view = run_demo_to_completion(port)
+        assert view["result"]["steps"] == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="children to exit")
+        assert (tmp_path / "redis").exists()  # data persisted under the data folder
+        assert "Stopped." in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_honcho_runs_the_procfile_with_a_redis_url(redis_url, conn, tmp_path):
+    port = free_port()
+    env = clean_env(REDIS_URL=redis_url, SECRET_KEY="honcho-test", PYTHONPATH=str(ROOT))
+    log = tmp_path / "honcho.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile",
+                                 "-p", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: healthy(port), timeout=60, interval=0.2, message="honcho's web + worker to be healthy")
+        children = descendants(proc.pid)
+        view = run_demo_to_completion(port)
+        assert view["worker"]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        wait_for(lambda: not any(alive(pid) for pid in children), timeout=15, message="processes to exit")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
