@@ -13,7 +13,7 @@ import importlib
 import inspect
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import annotated_types
@@ -75,12 +75,12 @@ class TaskType:
     rerun_safe: bool
     result_ttl: int
     failure_ttl: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def files_ttl(self) -> int:
         """Seconds an uploaded input must live: pending + every attempt + retention afterwards."""
-        waits = sum(self.retry.backoff) + (self.retry.backoff[-1] if self.retry.backoff else 0) * self.retry.max_attempts
+        backoff = self.retry.backoff or (0,)
+        waits = sum(backoff[min(i, len(backoff) - 1)] for i in range(self.retry.max_attempts - 1))
         return (settings.PENDING_TTL + self.time_limit * self.retry.max_attempts + waits
                 + max(self.result_ttl, self.failure_ttl))
 
@@ -208,7 +208,6 @@ def task_type(
     rerun_safe: bool = False,
     result_ttl: int | None = None,
     failure_ttl: int | None = None,
-    **extra: Any,
 ) -> Callable[[Callable], Callable]:
     """Declare a function as a task type.
 
@@ -228,7 +227,7 @@ def task_type(
             model=model, params=specs, time_limit=int(time_limit),
             retry=RetryPolicy(max_attempts=max_attempts, backoff=tuple(backoff)), queue=queue,
             rerun_safe=rerun_safe, result_ttl=result_ttl or settings.DEFAULT_RESULT_TTL,
-            failure_ttl=failure_ttl or settings.DEFAULT_FAILURE_TTL, extra=dict(extra),
+            failure_ttl=failure_ttl or settings.DEFAULT_FAILURE_TTL,
         )
         func.task_type_name = name
         return func

@@ -19,16 +19,8 @@ from typing import Any
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from jobs import FileTooLarge
-from jobs import settings as job_settings
 from jobs.files import delete_file, store_file
 from jobs.registry import ParamSpec, TaskType
-
-
-def upload_ttl(ttype: TaskType) -> int:
-    """How long an uploaded input must live: waiting, every attempt, and the task's retention."""
-    attempts = ttype.retry.max_attempts
-    return (job_settings.PENDING_TTL + ttype.time_limit * attempts + sum(ttype.retry.backoff)
-            + max(ttype.result_ttl, ttype.failure_ttl))
 
 
 _MISSING = object()
@@ -77,7 +69,7 @@ def store_uploads(conn, ttype: TaskType, files: MultiDict, max_bytes: int) -> di
             if upload is None or not upload.filename:
                 continue
             try:
-                ref = store_file(conn, upload.stream, upload.filename, ttl=upload_ttl(ttype),
+                ref = store_file(conn, upload.stream, upload.filename, ttl=ttype.files_ttl,
                                  content_type=upload.mimetype or None, max_bytes=max_bytes)
             except FileTooLarge as exc:
                 exc.field = spec.name  # lets the form show the message next to its input
