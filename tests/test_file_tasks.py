@@ -118,3 +118,54 @@ def test_users_own_task_type_runs_from_its_module(conn, workers):
     view = wait_status(conn, view["id"], "completed", timeout=30)
     assert view["result"] == {"words": 7, "distinct": 5, "top": [{"word": "the", "count": 3}]}
     assert view["attempt"] == {"number": 1, "of": 2}
+
+
+CSVS = ROOT / "tests" / "fixtures" / "csv"
+
+#: fixture → (encoding, delimiter, rows, columns, malformed rows, first column types)
+CSV_ANSWERS = {
+    "clean_orders.csv": ("utf-8", ",", 120, 8, 0, ["integer", "text", "text", "integer", "decimal", "date"]),
+    "european_cp1252.csv": ("cp1252", ";", 30, 7, 0, ["text", "text", "decimal", "integer", "decimal", "date"]),
+    "excel_sep_line.csv": ("utf-8", ";", 5, 4, 0, ["integer", "text", "decimal", "date"]),
+    "excel_unicode_utf16le.csv": ("utf-16", "\t", 12, 4, 0, ["text", "text", "integer", "decimal"]),
+    "header_only.csv": ("utf-8", ",", 0, 3, 0, ["empty", "empty", "empty"]),
+    "na_markers.csv": ("utf-8", ",", 8, 5, 0, ["integer", "decimal", "text", "integer", "boolean"]),
+    "one_column.csv": ("utf-8", ",", 12, 1, 0, ["text"]),
+    "pipe_delimited.csv": ("utf-8", "|", 6, 5, 0, ["text", "integer", "text", "datetime", "decimal"]),
+    "quoted_multiline.csv": ("utf-8", ",", 6, 5, 0, ["integer", "text", "text", "text", "decimal"]),
+    "ragged_rows.csv": ("utf-8", ",", 9, 4, 4, ["text", "text", "integer", "decimal"]),
+    "utf8_bom_quoted_header.csv": ("utf-8-sig", ",", 25, 4, 0, ["integer", "text", "decimal", "boolean"]),
+}
+CSV_FAILURES = {"empty.csv": "The file is empty.", "binary_image.csv": "binary data"}
+
+
+def test_every_messy_csv_through_a_real_worker(conn, workers):
+    """All fixtures go through one worker in a row: each gets its answer and none leaves the worker dead."""
+    submitted = {name: jobs.submit(conn, "csv_profile", {"file": upload(conn, CSVS / name)})["id"]
+                 for name in [*CSV_ANSWERS, *CSV_FAILURES]}
+    workers.start(1)
+    for name, (encoding, delimiter, rows, columns, malformed, types) in CSV_ANSWERS.items():
+        view = wait_status(conn, submitted[name], ("completed", "failed"), timeout=60)
+        assert view["status"] == "completed", (name, view["error"])
+        profile = view["result"]
+        assert (profile["encoding"], profile["delimiter"], profile["row_count"], profile["column_count"],
+                profile["malformed_rows"]) == (encoding, delimiter, rows, columns, malformed), name
+        assert [c["type"] for c in profile["columns"]][:len(types)] == types, name
+        assert view["progress"]["percent"] == 100.0
+        assert [f["name"] for f in view["files"]] == [f"{Path(name).stem}-profile.json"]
+        assert json.loads(output_bytes(conn, view["id"], view["files"][0]["name"])) == profile
+    for name, message in CSV_FAILURES.items():
+        view = wait_status(conn, submitted[name], ("completed", "failed"), timeout=60)
+        assert view["status"] == "failed" and view["error"]["kind"] == "exception", name
+        assert message in view["error"]["message"] and view["error"]["type"] == "CsvProfileError"
+    assert wait_status(conn, jobs.submit(conn, "demo", {"steps": 1, "step_seconds": 0})["id"], "completed")
+
+
+def test_csv_overrides_from_the_form_reach_the_engine(conn, workers):
+    workers.start(1)
+    ref = upload(conn, CSVS / "european_cp1252.csv")
+    view = jobs.submit(conn, "csv_profile", {"file": ref, "delimiter": "comma", "header": "no",
+                                              "encoding": "latin-1"})
+    view = wait_status(conn, view["id"], "completed", timeout=60)
+    assert view["result"]["delimiter"] == "," and view["result"]["has_header"] is False
+    assert view["result"]["encoding"] in ("latin-1", "iso8859-1", "latin_1")
