@@ -75,6 +75,7 @@ class TaskType:
     rerun_safe: bool
     result_ttl: int
     failure_ttl: int
+    preload: tuple[str, ...] = ()
 
     @property
     def files_ttl(self) -> int:
@@ -208,6 +209,7 @@ def task_type(
     rerun_safe: bool = False,
     result_ttl: int | None = None,
     failure_ttl: int | None = None,
+    preload: tuple[str, ...] | list[str] = (),
 ) -> Callable[[Callable], Callable]:
     """Declare a function as a task type.
 
@@ -216,6 +218,8 @@ def task_type(
       waiting backoff[i] seconds before attempt i+2.
     rerun_safe: after a crashed worker the task is requeued (else it fails `worker_lost`).
     result_ttl/failure_ttl: seconds a finished or failed task (and its files) is kept.
+    preload: heavy modules a worker imports once at start, so each task's forked
+      process does not (the web process never imports them).
     """
     if time_limit < 1:
         raise ValueError("time_limit must be at least 1 second")
@@ -227,7 +231,7 @@ def task_type(
             model=model, params=specs, time_limit=int(time_limit),
             retry=RetryPolicy(max_attempts=max_attempts, backoff=tuple(backoff)), queue=queue,
             rerun_safe=rerun_safe, result_ttl=result_ttl or settings.DEFAULT_RESULT_TTL,
-            failure_ttl=failure_ttl or settings.DEFAULT_FAILURE_TTL,
+            failure_ttl=failure_ttl or settings.DEFAULT_FAILURE_TTL, preload=tuple(preload),
         )
         func.task_type_name = name
         return func
@@ -243,6 +247,13 @@ def load_task_modules() -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ImportError(f"JOBS_TASK_MODULES lists {module!r}, which cannot be imported: {exc}") from exc
+
+
+def preload_modules() -> None:
+    """Import every registered type's `preload` modules (called once by each worker)."""
+    for ttype in task_types():
+        for module in ttype.preload:
+            importlib.import_module(module)
 
 
 def get_task_type(name: Any) -> TaskType:

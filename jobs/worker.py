@@ -26,7 +26,7 @@ from . import settings
 from .connection import SERIALIZER
 from .processor import TIME_LIMIT_EXIT_CODE
 from .reaper import lost_message, reap_lost_tasks, should_requeue
-from .registry import load_task_modules
+from .registry import preload_modules
 from .rqjob import TaskJob
 
 HORSE_DIED = "Work-horse terminated unexpectedly"
@@ -50,7 +50,7 @@ class TaskWorker(HerokuWorker):
         super().__init__(queues, *args, **kwargs)
         self._last_reaped = None
         self._horse_status: int | None = None
-        load_task_modules()
+        preload_modules()
 
     @property
     def dequeue_timeout(self) -> int:

@@ -21,3 +21,17 @@ def test_import_jobs_opens_no_connection():
             "import jobs, jobs.worker, jobs.tasks\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workers_preload_heavy_engines_and_the_web_app_does_not(redis_url):
+    code = ("import sys, jobs, redis; from jobs.worker import TaskWorker\n"
+            f"TaskWorker(['default'], connection=redis.Redis.from_url({redis_url!r}))\n"
+            "assert 'pyarrow' in sys.modules, 'worker did not preload the csv engine'\n"
+            "from webapp import create_app\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    web = ("import sys; from webapp import create_app; import jobs; jobs.task_types()\n"
+           "create_app({'SECRET_KEY': 'x', 'TESTING': True})\n"
+           "assert 'pyarrow' not in sys.modules, 'the web process loaded pyarrow'\n")
+    result = subprocess.run([sys.executable, "-c", web], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -24,6 +24,7 @@ _HEADERS = {"auto": None, "yes": True, "no": False}
     time_limit=1800,
     rerun_safe=True,
     result_ttl=7 * 24 * 3600,
+    preload=["jobs.csv_profiler"],
 )
 def csv_profile(
     ctx: TaskContext,
@@ -39,7 +40,7 @@ def csv_profile(
                       Field(title="First row is a header", description="Auto guesses from the data.")] = "auto",
 ) -> dict:
     """Profile the file, reporting progress by bytes read; the profile is also saved as JSON."""
-    from ..csv_profiler import profile_csv  # pyarrow loads only where the task runs, not in web processes
+    from ..csv_profiler import profile_csv  # pyarrow: preloaded by workers, never loaded by the web
 
     total_mb = max(file.size, 1) / 1_000_000
 
