@@ -118,6 +118,8 @@ class ProgressReporter:
         self.close()
         with self._lock:
             self.job.meta["error"] = {"kind": kind, "type": error_type, "message": message[:MAX_MESSAGE]}
+            if kind == "canceled" and isinstance(self.job.meta.get("progress"), dict):
+                self.job.meta["progress"] = {**self.job.meta["progress"], "message": message[:MAX_MESSAGE]}
             self._write(self.clock())
 
     def _write(self, now: float) -> None:

@@ -77,6 +77,11 @@ class TaskWorker(HerokuWorker):
         _die_with_parent()
         super().main_work_horse(job, queue)
 
+    def _handle_stopped_job(self, job, queue, execution):
+        """rq leaves a stopped job without an end time; a canceled task has one."""
+        job.ended_at = now()
+        super()._handle_stopped_job(job, queue, execution)
+
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         self._horse_status = ret_val
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)

@@ -169,3 +169,10 @@ def test_csv_overrides_from_the_form_reach_the_engine(conn, workers):
     view = wait_status(conn, view["id"], "completed", timeout=60)
     assert view["result"]["delimiter"] == "," and view["result"]["has_header"] is False
     assert view["result"]["encoding"] in ("latin-1", "iso8859-1", "latin_1")
+
+
+def test_csv_progress_messages_use_readable_sizes():
+    from jobs.tasks.csv_profile import human_size
+
+    assert [human_size(n) for n in (0, 812, 8_200, 14_000_000, 2_500_000_000)] == [
+        "0 B", "812 B", "8.2 kB", "14.0 MB", "2.5 GB"]

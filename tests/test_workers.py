@@ -83,6 +83,7 @@ def test_cancel_while_running_stops_the_task(conn, workers):
     view = wait_status(conn, view["id"], "canceled", timeout=10)
     assert time.monotonic() - canceled_at < 10
     assert view["error"]["kind"] == "canceled" and view["result"] is None
+    assert view["ended_at"] is not None  # rq leaves stopped jobs without one; elapsed time must stop
     with pytest.raises(jobs.InvalidTransition):
         jobs.cancel(conn, view["id"])
     # the worker is free again
@@ -97,7 +98,8 @@ def test_cancel_reaches_a_task_even_without_the_stop_command(conn, workers):
     from jobs import keys
     conn.set(keys.cancel_request(view["id"]), 1)
     view = wait_status(conn, view["id"], "canceled", timeout=10)
-    assert view["error"]["kind"] == "canceled"
+    assert view["error"]["kind"] == "canceled" and view["ended_at"] is not None
+    assert view["progress"]["message"] == "Canceled while running"
     assert view["attempt"]["number"] == 1
 
 

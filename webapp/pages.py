@@ -2,7 +2,7 @@
 
 Forms post back to themselves (CSRF-protected), re-render with field messages on
 invalid input (422) and redirect to the task page on success (POST/redirect/GET).
-Pages are complete without JavaScript; static/task.js only keeps them live.
+Pages are complete without JavaScript; static/app.js only keeps them live.
 """
 
 from __future__ import annotations

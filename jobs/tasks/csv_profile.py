@@ -12,6 +12,14 @@ from ..context import TaskContext
 from ..files import InputFile
 from ..registry import task_type
 
+def human_size(n: int) -> str:
+    """Bytes as people read them: '812 B', '8.2 kB', '14.0 MB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 _DELIMITERS = {"auto": None, "comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 _HEADERS = {"auto": None, "yes": True, "no": False}
 
@@ -42,11 +50,8 @@ def csv_profile(
     """Profile the file, reporting progress by bytes read; the profile is also saved as JSON."""
     from ..csv_profiler import profile_csv  # pyarrow: preloaded by workers, never loaded by the web
 
-    total_mb = max(file.size, 1) / 1_000_000
-
     def report(done: int, total: int) -> None:
-        ctx.progress(done=done, total=max(total, 1),
-                     message=f"Read {done / 1_000_000:.1f} of {total_mb:.1f} MB")
+        ctx.progress(done=done, total=max(total, 1), message=f"Read {human_size(done)} of {human_size(total)}")
 
     profile = profile_csv(
         file.path,
