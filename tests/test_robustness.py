@@ -1,0 +1,613 @@
+"""Robustness: hostile input, broken infrastructure, races and statuses that must not lie.
+
+Written by QA while trying to break the app the way production would. Tests whose
+comment starts with "# FAILS NOW:" reproduce a real bug and fail on the current
+code on purpose (they are the acceptance tests for the fix); every other test
+documents a guarantee that holds today.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import io
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import jobs
+from jobs.connection import SERIALIZER
+from jobs.embedded import EmbeddedRedis, free_port
+from jobs.rqjob import TaskJob
+from tests.conftest import ROOT, WorkerPool, procfile_command, wait_for, wait_status
+from tests.web_helpers import make_app
+
+FINAL = ("completed", "failed", "canceled")
+DASHBOARD_AUTH = {"Authorization": "Basic " + base64.b64encode(b"qa:qa-pass").decode(),
+                  "X-Requested-With": "XMLHttpRequest"}
+
+
+@pytest.fixture
+def app(redis_url, conn):
+    return make_app(redis_url)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def file_meta_keys(conn) -> list[bytes]:
+    return [k for k in conn.keys("jobs:file:*") if not k.endswith(b":data")]
+
+
+def assert_json_error(response, status: int, app) -> None:
+    assert response.status_code == status, (response.status_code, response.data[:300])
+    assert response.mimetype == "application/json"
+    assert set(response.json["error"]) >= {"code", "message"}
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert app.extensions["webapp_unhandled"] == []
+
+
+# --- hostile input: 4xx JSON, never 500 ------------------------------------------------------
+
+def _json(body: str | bytes, content_type: str = "application/json") -> dict:
+    return {"data": body, "content_type": content_type}
+
+
+HOSTILE = [
+    # numbers JSON should not have, in every place a number goes
+    ("post", "/api/tasks", _json('{"type": "demo", "params": {"steps": NaN}}'), 422),
+    ("post", "/api/tasks", _json('{"type": "demo", "params": {"step_seconds": Infinity}}'), 422),
+    ("post", "/api/tasks", _json('{"type": "demo", "params": {"steps": 1e309}}'), 422),
+    ("post", "/api/tasks", _json('{"type": "demo", "delay": -Infinity}'), 422),
+    ("post", "/api/tasks", _json('{"type": "demo", "delay": 1e309}'), 422),
+    ("post", "/api/tasks", _json('{"type": "demo", "delay": [1]}'), 422),
+    ("post", "/api/tasks", _json('{"type": "demo", "delay": true}'), 422),
+    ("post", "/api/tasks", _json('{"type": "demo", "params": {"steps": ' + "9" * 5000 + "}}"), 400),
+    # strings that are not text
+    ("post", "/api/tasks", _json('{"type": "demo", "params": {"failure_message": "\\ud800"}}'), 422),
+    ("post", "/api/tasks", _json('{"type": "\\ud800"}'), 422),
+    ("post", "/api/tasks", _json('{"type": {"a": 1}}'), 422),
+    ("post", "/api/tasks", _json(b'{"type": "demo", "params": {"failure_message": "\xff\xfe"}}'), 400),
+    # ids: long, slashed, dotted, percent-encoded, non-ASCII
+    ("get", "/api/tasks/" + "a" * 65, {}, 404),
+    ("get", "/api/tasks/%ff", {}, 404),
+    ("get", "/api/tasks/%C0%AF", {}, 404),
+    ("get", "/api/tasks/a%2Fb", {}, 404),
+    ("get", "/api/tasks/x.json", {}, 404),
+    ("get", "/api/tasks/\U0001F600", {}, 404),
+    ("post", "/api/tasks/\U0001F600/cancel", {}, 404),
+    ("post", "/api/tasks/%00/retry", {}, 404),
+    ("delete", "/api/tasks/" + "z" * 300, {}, 404),
+    ("get", "/api/tasks/abc/files/%ff%fe", {}, 404),
+    # listing parameters
+    ("get", "/api/tasks?limit=+5", {}, 422),
+    ("get", "/api/tasks?limit=1.5", {}, 422),
+    ("get", "/api/tasks?cursor=%00", {}, 422),
+    ("get", "/api/tasks?cursor=" + "f" * 65, {}, 422),
+    ("get", "/api/tasks?status=bogus&status=queued", {}, 422),
+    ("get", "/api/tasks?type=%00", {}, 422),
+    ("get", "/api/tasks?type=" + "x" * 10000, {}, 422),
+    # headers
+    ("post", "/api/tasks", {"json": {"type": "demo"}, "headers": {"Idempotency-Key": "k" * 100_000}}, 400),
+    ("post", "/api/tasks", {"json": {"type": "demo"}, "headers": {"Idempotency-Key": "\u043a\u043b\u044e\u0447"}}, 400),
+    ("post", "/api/tasks", {"json": {"type": "demo"}, "environ_overrides": {"HTTP_IDEMPOTENCY_KEY": "\xe9t\xe9"}}, 400),
+    # wrong methods
+    ("put", "/api/tasks/abc", {}, 405),
+    ("get", "/api/tasks/abc/cancel", {}, 405),
+    ("delete", "/api/tasks", {}, 405),
+    ("post", "/healthz", {}, 405),
+]
+
+
+@pytest.mark.parametrize("method, url, kwargs, status", HOSTILE)
+def test_hostile_api_input_gets_4xx_json(app, client, method, url, kwargs, status):
+    assert_json_error(getattr(client, method)(url, **kwargs), status, app)
+
+
+@pytest.mark.parametrize("url, body", [
+    ("/api/tasks", "[" * 100_000 + "]" * 100_000),
+    ("/api/tasks", '{"type": "demo", "params": ' + '{"a": ' * 5000 + "1" + "}" * 5001),
+])
+def test_deeply_nested_json_is_a_400(app, client, url, body):
+    # FAILS NOW: json.loads raises RecursionError, which webapp/api.py json_object() does not catch -> 500
+    assert_json_error(client.post(url, data=body, content_type="application/json"), 400, app)
+
+
+def test_deeply_nested_json_to_start_is_a_400(app, client, conn):
+    # FAILS NOW: same RecursionError through json_object(optional=True) -> 500
+    pending = jobs.submit(conn, "demo", {}, start=False)
+    response = client.post(f"/api/tasks/{pending['id']}/start", data="[" * 100_000, content_type="application/json")
+    assert_json_error(response, 400, app)
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "9" * 5000])
+def test_limit_that_passes_isdigit_but_not_int_is_a_422(app, client, limit):
+    # FAILS NOW: webapp/api.py list_tasks() checks str.isdigit() ("²" passes) then int() raises ValueError -> 500;
+    # 5000 digits trip Python's int-string limit -> 500
+    assert_json_error(client.get("/api/tasks", query_string={"limit": limit}), 422, app)
+
+
+@pytest.mark.parametrize("params", [[1], "steps=3", 5])
+def test_start_with_params_that_are_not_an_object_is_a_422(app, client, conn, params):
+    # FAILS NOW: jobs.api.start() does {**kwargs["params"], **params} before validating -> TypeError -> 500
+    pending = jobs.submit(conn, "demo", {}, start=False)
+    response = client.post(f"/api/tasks/{pending['id']}/start", json={"params": params})
+    assert_json_error(response, 422, app)
+    assert jobs.get(conn, pending["id"])["status"] == "pending"
+
+
+# --- multipart: nothing half-stored ---------------------------------------------------------
+
+def _upload(**fields):
+    return {"type": "web_kinds", "label": "x", "upload": (io.BytesIO(b"hello"), "a.txt"), **fields}
+
+
+@pytest.mark.parametrize("fields, headers, status", [
+    ({"zzz": "1"}, {}, 422),                          # unknown parameter
+    ({"count": "99"}, {}, 422),                        # out of range
+    ({"label": "x" * 300}, {}, 422),                   # too long
+    ({"delay": "-5"}, {}, 422),
+    ({"delay": "1e300"}, {}, 422),
+    ({"start": "maybe"}, {}, 422),
+    ({}, {"Idempotency-Key": "k" * 300}, 400),
+    ({"upload": (io.BytesIO(b"x" * 2000), "big.bin")}, {}, 413),
+])
+def test_rejected_multipart_submission_leaves_no_file_and_no_task(redis_url, conn, fields, headers, status):
+    app = make_app(redis_url, MAX_UPLOAD_BYTES=1000)
+    response = app.test_client().post("/api/tasks", data=_upload(**fields), headers=headers,
+                                      content_type="multipart/form-data")
+    assert_json_error(response, status, app)
+    assert conn.keys("jobs:file:*") == []
+    assert jobs.list_tasks(conn)["tasks"] == []
+
+
+def test_odd_but_valid_file_names_are_stored_safely(client, conn):
+    for name, stored in [("\U0001F600\u202egpj.exe\x00.txt", "\U0001F600gpj.exe.txt"), ("../../etc/passwd", "passwd"),
+                         ("...", "file"), ("a" * 5000 + ".txt", "a" * 196 + ".txt")]:
+        response = client.post("/api/tasks", data=_upload(upload=(io.BytesIO(b"data"), name)),
+                               content_type="multipart/form-data")
+        assert response.status_code == 202, response.data
+        assert response.json["params"]["upload"]["name"] == stored
+    empty = client.post("/api/tasks", data=_upload(upload=(io.BytesIO(b""), "zero.txt")),
+                        content_type="multipart/form-data")
+    assert empty.status_code == 202 and empty.json["params"]["upload"]["size"] == 0
+
+
+def test_idempotent_multipart_resend_stores_one_file(client, conn):
+    # FAILS NOW: webapp/api.py _submit_form() (and pages.create_task) store the upload before jobs.submit()
+    # finds the existing task for the key, and never discard it -> one orphan file per resend/double-click
+    ids = set()
+    for _ in range(3):
+        response = client.post("/api/tasks", data=_upload(), content_type="multipart/form-data",
+                               headers={"Idempotency-Key": "resend-1"})
+        assert response.status_code == 202
+        ids.add(response.json["id"])
+    assert len(ids) == 1
+    assert len(file_meta_keys(conn)) == 1
+
+
+# --- races ---------------------------------------------------------------------------------
+
+def _in_threads(count: int, target) -> list:
+    """Run target(client) in `count` threads released together; return their results."""
+    barrier = threading.Barrier(count)
+    results: list = []
+    lock = threading.Lock()
+
+    def run():
+        client = jobs.connect(_in_threads.url)
+        try:
+            barrier.wait()
+            try:
+                value = target(client)
+            except jobs.JobsError as exc:
+                value = type(exc).__name__
+            with lock:
+                results.append(value)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+@pytest.fixture
+def race(redis_url):
+    _in_threads.url = redis_url
+    return _in_threads
+
+
+def test_concurrent_submits_with_one_idempotency_key_make_one_task(conn, race):
+    # FAILS NOW: jobs/api.py submit(): the losers of the SET NX read the winner's id before the winner's job
+    # is saved, get TaskNotFound, DELETE the key and submit again -> up to 14 tasks from 16 threads
+    for trial in range(8):
+        conn.flushdb()
+        ids = race(12, lambda c: jobs.submit(c, "demo", {"steps": 1}, idempotency_key=f"dbl-{trial}")["id"])
+        assert len(set(ids)) == 1, f"trial {trial}: {len(set(ids))} different tasks returned"
+        assert conn.zcard("jobs:index") == 1
+
+
+def test_double_start_from_many_threads_enqueues_once(conn, race):
+    for _ in range(10):
+        conn.flushdb()
+        pending = jobs.submit(conn, "demo", {"steps": 1}, start=False)
+        results = race(8, lambda c: jobs.start(c, pending["id"])["status"])
+        assert sorted(results) == ["InvalidTransition"] * 7 + ["queued"]
+        assert conn.lrange("rq:queue:default", 0, -1) == [pending["id"].encode()]
+
+
+def test_concurrent_retries_enqueue_once(conn, race):
+    for _ in range(10):
+        conn.flushdb()
+        task = jobs.submit(conn, "demo", {"steps": 1})
+        jobs.cancel(conn, task["id"])
+        results = race(8, lambda c: jobs.retry(c, task["id"])["status"])
+        assert sorted(results) == ["InvalidTransition"] * 7 + ["queued"]
+        assert conn.lrange("rq:queue:default", 0, -1) == [task["id"].encode()]
+
+
+def _make_failed(conn, task_id: str) -> None:
+    from rq.job_lifecycle import record_job_failure
+
+    job = TaskJob.fetch(task_id, connection=conn, serializer=SERIALIZER)
+    conn.lrem("rq:queue:default", 0, task_id)
+    with conn.pipeline() as pipe:
+        record_job_failure(job, "RuntimeError: boom", pipe)
+        pipe.execute()
+
+
+def test_dashboard_requeue_racing_api_retry_enqueues_once(redis_url, conn):
+    # FAILS NOW (about 1 trial in 8, so 60 trials): rq's requeue (webapp/dashboard.py requeue_job) guards with
+    # ZREM on the failed registry, jobs.retry guards with WATCH on the job hash: both can win and the task is
+    # queued twice (runs twice). Route the dashboard's requeue through jobs.retry.
+    app = make_app(redis_url, RQ_DASHBOARD_USERNAME="qa", RQ_DASHBOARD_PASSWORD="qa-pass")
+    dashboard = app.test_client()
+    api = jobs.connect(redis_url)
+    try:
+        for trial in range(60):
+            conn.flushdb()
+            task = jobs.submit(conn, "demo", {"steps": 1})
+            _make_failed(conn, task["id"])
+            barrier = threading.Barrier(2)
+
+            def by_api():
+                barrier.wait()
+                with contextlib.suppress(jobs.InvalidTransition):
+                    jobs.retry(api, task["id"])
+
+            def by_dashboard():
+                barrier.wait()
+                dashboard.post(f"/rq/job/{task['id']}/requeue", headers=DASHBOARD_AUTH)
+
+            threads = [threading.Thread(target=by_api), threading.Thread(target=by_dashboard)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=10)
+            queued = conn.lrange("rq:queue:default", 0, -1).count(task["id"].encode())
+            assert queued == 1, f"trial {trial}: the task is queued {queued} times"
+    finally:
+        api.close()
+
+
+# --- configuration: bad values stop the process at startup, naming the variable ------------
+
+@pytest.mark.parametrize("name, value", [("JOBS_BODY_IDLE_TIMEOUT", "nan"), ("JOBS_BODY_IDLE_TIMEOUT", "inf"),
+                                         ("JOBS_BODY_TIMEOUT", "nan")])
+def test_non_finite_body_timeouts_are_refused_at_startup(redis_url, monkeypatch, name, value):
+    # FAILS NOW: webapp/config.py _number() accepts nan/inf (nan < 1 is False); under gunicorn every request
+    # then dies in slowbody.BodyDeadline (sock.settimeout) with gunicorn's HTML 500, or the deadline never fires
+    from webapp import ConfigError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        make_app(redis_url)
+
+
+def test_unimportable_task_module_stops_the_web_app_at_startup(redis_url, monkeypatch):
+    # FAILS NOW: create_app() never loads JOBS_TASK_MODULES; the web boots and every submit is a 500 ImportError
+    from jobs import settings
+
+    monkeypatch.setattr(settings, "TASK_MODULES", [*settings.TASK_MODULES, "tests.no_such_task_module"])
+    with pytest.raises(Exception, match="JOBS_TASK_MODULES"):
+        make_app(redis_url)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:notaport/0", "redis://[::1", "redis:/nohost"])
+def test_malformed_redis_url_names_the_variable(url):
+    # FAILS NOW: jobs.connection.connect() lets redis-py's bare ValueError ("Port could not be cast...") escape
+    from webapp import ConfigError
+
+    with pytest.raises((ConfigError, jobs.RedisUnavailable), match="REDIS_URL"):
+        make_app(url)
+
+
+# --- workers: crashes, shutdowns, outages --------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+    return found
+
+
+@pytest.mark.integration
+def test_cancel_racing_completion_always_ends_consistent(conn, workers):
+    workers.start(2)
+    rng = random.Random(7)
+    ids = [jobs.submit(conn, "demo", {"steps": 1, "step_seconds": 0.3})["id"] for _ in range(12)]
+    cancel_at: dict[str, float] = {}
+    open_ids = set(ids)
+    deadline = time.monotonic() + 40
+    while open_ids and time.monotonic() < deadline:
+        for task_id in list(open_ids):
+            status = jobs.get(conn, task_id)["status"]
+            if status == "processing" and task_id not in cancel_at:
+                cancel_at[task_id] = time.monotonic() + rng.uniform(0.15, 0.45)
+            if task_id in cancel_at and time.monotonic() >= cancel_at[task_id]:
+                with contextlib.suppress(jobs.InvalidTransition):
+                    jobs.cancel(conn, task_id)
+                open_ids.discard(task_id)
+            elif status in FINAL:
+                open_ids.discard(task_id)
+        time.sleep(0.01)
+    for task_id in ids:
+        view = wait_status(conn, task_id, FINAL, timeout=15)
+        assert view["status"] in ("completed", "canceled"), view
+        if view["status"] == "completed":
+            assert view["error"] is None and view["result"]["steps"] == 1
+        else:
+            assert view["error"]["kind"] == "canceled" and view["result"] is None
+
+
+@pytest.mark.integration
+def test_killed_only_worker_task_settles_as_soon_as_a_new_worker_starts(conn, workers):
+    victim, = workers.start(1)
+    task = jobs.submit(conn, "sleeper", {"seconds": 60})
+    wait_status(conn, task["id"], "processing")
+    queued = jobs.submit(conn, "demo", {"steps": 1, "step_seconds": 0})
+    workers.kill(victim)
+    time.sleep(4)  # past the lease (heartbeat 1 s + lost-after 2 s): nobody is left to notice
+    assert jobs.get(conn, task["id"])["status"] == "processing"
+    started = time.monotonic()
+    workers.start(1, wait=False)
+    view = wait_status(conn, task["id"], "failed", timeout=20)
+    assert view["error"]["kind"] == "worker_lost"
+    assert time.monotonic() - started < 10
+    assert wait_status(conn, queued["id"], "completed", timeout=20)
+
+
+@pytest.mark.integration
+def test_sigterm_mid_task_settles_like_a_lost_worker(conn, workers):
+    # FAILS NOW: on SIGTERM (every Heroku deploy/restart) HerokuWorker raises ShutDownImminentException in the
+    # task 6 s later; it is recorded as kind "exception", type "rq.exceptions.ShutDownImminentException",
+    # message "shut down imminent (signal: SIGALRM)", and a rerun-safe task is NOT requeued (DESIGN: a task
+    # whose worker goes away becomes failed/worker_lost or is requeued). Fix in jobs/worker.py TaskWorker.
+    first, second = workers.start(2)
+    plain = jobs.submit(conn, "sleeper", {"seconds": 30})
+    safe = jobs.submit(conn, "safe_sleeper", {"seconds": 30})
+    for task in (plain, safe):
+        wait_for(lambda: (jobs.get(conn, task["id"])["progress"] or {}).get("done"), message="progress")
+    for proc in (first, second):
+        os.kill(proc.pid, signal.SIGTERM)
+    for proc in (first, second):
+        proc.wait(timeout=20)
+    plain_view, safe_view = jobs.get(conn, plain["id"]), jobs.get(conn, safe["id"])
+    # holds today: nothing is left reading processing
+    assert plain_view["status"] != "processing" and safe_view["status"] != "processing"
+    assert plain_view["status"] == "failed"
+    assert plain_view["error"]["kind"] == "worker_lost", plain_view["error"]
+    assert safe_view["status"] in ("queued", "scheduled"), (safe_view["status"], safe_view["error"])
+
+
+@pytest.mark.integration
+def test_frozen_worker_cannot_overwrite_a_settled_task(conn, workers):
+    # FAILS NOW: a worker frozen past its lease (VM pause, swap storm, SIGSTOP) gets its task reaped as
+    # failed/worker_lost; when it resumes, its work-horse finishes and rq writes FINISHED over the final
+    # status: the task flips failed -> completed (and for rerun-safe types, two runs overlap). The finishing
+    # path (TaskWorker / processor) must check it still owns the execution before writing.
+    frozen, = workers.start(1)
+    task = jobs.submit(conn, "sleeper", {"seconds": 3})
+    wait_for(lambda: (jobs.get(conn, task["id"])["progress"] or {}).get("done"), message="progress")
+    stopped = [frozen.pid, *_children(frozen.pid)]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        workers.start(1, wait=False)
+        lost = wait_status(conn, task["id"], "failed", timeout=20)
+        assert lost["error"]["kind"] == "worker_lost"
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    time.sleep(5)  # the resumed sleeper has ~2.5 s left
+    after = jobs.get(conn, task["id"])
+    assert after["status"] == "failed" and after["error"]["kind"] == "worker_lost", after["status"]
+
+
+@pytest.mark.integration
+def test_dashboard_requeue_of_a_task_canceled_while_running_runs_it(redis_url, conn, workers):
+    # FAILS NOW: the dashboard's requeue (webapp/dashboard.py requeue_job -> rq Job.requeue) leaves the
+    # task's cancel key (TTL >= 1 h) in place, so the requeued run cancels itself at once ("Canceled before it
+    # started") while the dashboard said OK. Route it through jobs.retry (clears cancel key, meta, outputs).
+    workers.start(1)
+    app = make_app(redis_url, RQ_DASHBOARD_USERNAME="qa", RQ_DASHBOARD_PASSWORD="qa-pass")
+    task = jobs.submit(conn, "sleeper", {"seconds": 1.5})
+    wait_for(lambda: (jobs.get(conn, task["id"])["progress"] or {}).get("done"), message="progress")
+    jobs.cancel(conn, task["id"])
+    wait_status(conn, task["id"], "canceled")
+    response = app.test_client().post(f"/rq/job/{task['id']}/requeue", headers=DASHBOARD_AUTH)
+    assert response.status_code == 200
+    view = wait_status(conn, task["id"], FINAL, timeout=20)
+    assert view["status"] == "completed", view["error"]
+
+
+@contextlib.contextmanager
+def restartable_redis(tmp_path: Path):
+    """A persistent Redis of our own that a test may stop and start again on the same port."""
+    holder = {"server": EmbeddedRedis(data_dir=tmp_path / "redis")}
+    url = holder["server"].start()
+    port = holder["server"].port
+
+    def stop() -> None:
+        holder["server"].stop()
+
+    def start() -> None:
+        # from the main thread only: the server gets PR_SET_PDEATHSIG, which fires when the *thread* that
+        # started it exits (jobs/embedded.py), so a server started from a helper thread dies with that thread
+        holder["server"] = EmbeddedRedis(data_dir=tmp_path / "redis", port=port)
+        holder["server"].start()
+
+    def restart(down_for: float) -> None:
+        stop()
+        time.sleep(down_for)
+        start()
+
+    client = jobs.connect(url)
+    pool = WorkerPool(url, client)
+    try:
+        yield url, client, pool, restart, stop, start
+    finally:
+        pool.stop_all()
+        client.close()
+        holder["server"].stop()
+
+
+@pytest.mark.integration
+def test_idle_worker_and_web_ride_out_a_redis_restart(tmp_path):
+    with restartable_redis(tmp_path) as (url, client, pool, restart, stop, start):
+        worker, = pool.start(1)
+        app = make_app(url)
+        web = app.test_client()
+        try:
+            created_before = jobs.submit(client, "demo", {"steps": 1, "step_seconds": 0}, start=False)
+            stop()
+            assert_json_error(web.get("/api/tasks"), 503, app)
+            assert_json_error(web.post("/api/tasks", json={"type": "demo"}), 503, app)
+            health = web.get("/healthz")
+            assert health.status_code == 503 and health.json["redis"] is False
+            time.sleep(2)
+            start()
+            assert web.get("/api/tasks").status_code == 200  # the same app object: no restart needed
+            assert web.post(f"/api/tasks/{created_before['id']}/start").status_code == 200  # kept by persistence
+            fresh = web.post("/api/tasks", json={"type": "demo", "params": {"steps": 1, "step_seconds": 0}})
+            assert wait_status(client, fresh.json["id"], "completed", timeout=20)
+            assert wait_status(client, created_before["id"], "completed", timeout=20)
+            assert worker.poll() is None
+        finally:
+            app.extensions["jobs_redis"].close()
+
+
+@pytest.mark.integration
+def test_delayed_task_still_runs_after_a_redis_restart(tmp_path):
+    # FAILS NOW: rq's scheduler process (--with-scheduler) dies on the first Redis error and the worker only
+    # restarts it in rq's own maintenance, every 600 s: after any Redis blip, delayed tasks and retry back-offs
+    # (status scheduled) stall for up to 10 minutes. Fix: TaskWorker.run_maintenance_tasks (every
+    # JOBS_REAP_INTERVAL) should restart a dead scheduler (self.scheduler.acquire_locks(auto_start=True)).
+    with restartable_redis(tmp_path) as (url, client, pool, restart, stop, start):
+        pool.start(1)
+        later = jobs.submit(client, "demo", {"steps": 1, "step_seconds": 0}, delay=3)
+        restart(2)
+        assert wait_status(client, later["id"], "completed", timeout=15)
+
+
+@pytest.mark.integration
+def test_busy_worker_survives_a_redis_outage(tmp_path):
+    # FAILS NOW: a Redis outage of ~3 s while a task runs kills the worker process (rc 1): rq's
+    # monitor_work_horse() calls job.get_status()/heartbeat, the ConnectionError escapes execute_job() and
+    # Worker.work() "quits". The task then reads processing until some worker is started again (with one
+    # worker: forever), and nothing else runs. docs/operations.md promises workers retry with back-off.
+    with restartable_redis(tmp_path) as (url, client, pool, restart, stop, start):
+        worker, = pool.start(1)
+        task = jobs.submit(client, "safe_sleeper", {"seconds": 3})
+        wait_status(client, task["id"], "processing")
+        time.sleep(0.5)
+        restart(3)
+        time.sleep(2)
+        assert worker.poll() is None, f"the worker exited with code {worker.returncode} during the outage"
+        view = wait_status(client, task["id"], FINAL, timeout=25)
+        assert view["status"] == "completed", view["error"]
+        fresh = jobs.submit(client, "demo", {"steps": 1, "step_seconds": 0})
+        assert wait_status(client, fresh["id"], "completed", timeout=20)
+
+
+# --- slow clients against real gunicorn ----------------------------------------------------
+
+@contextlib.contextmanager
+def gunicorn(redis_url: str, tmp_path: Path, **extra):
+    port = free_port()
+    env = dict(os.environ, REDIS_URL=redis_url, PORT=str(port), SECRET_KEY="robustness", PYTHONPATH=str(ROOT),
+               WEB_CONCURRENCY="1", GUNICORN_THREADS="2", **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(procfile_command("web"), shell=True, cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def answering():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        try:
+            connection.request("GET", "/api/ping")
+            return connection.getresponse().status == 200
+        except OSError:
+            assert proc.poll() is None, log.read_text()
+            return False
+        finally:
+            connection.close()
+
+    try:
+        wait_for(answering, timeout=30, interval=0.1, message="gunicorn to answer")
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+@pytest.mark.integration
+def test_trickled_body_is_cut_off_at_the_total_body_timeout(redis_url, conn, tmp_path):
+    # FAILS NOW: webapp/slowbody.py DeadlineInput checks the deadline only before each read() call, and one
+    # read(n) blocks until n bytes arrive; a client sending a byte every 0.5 s (under the idle timeout) holds a
+    # thread until its whole Content-Length arrives. JOBS_BODY_TIMEOUT=3 here, yet no answer comes in 10 s.
+    # A handful of such clients (threads x WEB_CONCURRENCY, 16 by default) stops the web process.
+    with gunicorn(redis_url, tmp_path, JOBS_BODY_TIMEOUT="3", JOBS_BODY_IDLE_TIMEOUT="2") as port:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            sock.sendall(b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\nConnection: close\r\n\r\n")
+            sock.setblocking(False)
+            started, answer = time.monotonic(), b""
+            while time.monotonic() - started < 10 and not answer:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b" ")
+                with contextlib.suppress(BlockingIOError):
+                    answer = sock.recv(4096) or b"<closed>"
+                time.sleep(0.5)
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 408"), f"after {time.monotonic() - started:.1f} s: {answer[:80]!r}"
+        assert time.monotonic() - started < 8
+    assert jobs.list_tasks(conn)["tasks"] == []
