@@ -130,11 +130,10 @@ def submit(conn: redis.Redis, type_name: str, params: dict | None = None, *, sta
     if idempotency_key is not None or refs:
         existing = _precheck(conn, task_id, idempotency_key, refs)
         if existing is not None:
-            try:
-                return get(conn, existing)
-            except TaskNotFound:
-                conn.delete(keys.idempotency(idempotency_key))
-                return submit(conn, type_name, params, start=start, idempotency_key=idempotency_key, delay=delay)
+            view = _idempotent_owner(conn, existing, idempotency_key)
+            if view is not None:
+                return view
+            return submit(conn, type_name, params, start=start, idempotency_key=idempotency_key, delay=delay)
 
     job = _create_job(conn, ttype, clean, task_id, JobStatus.QUEUED if start else JobStatus.CREATED)
     q = queue(conn, ttype.queue)
@@ -150,6 +149,45 @@ def submit(conn: redis.Redis, type_name: str, params: dict | None = None, *, sta
         queue_reads(pipe, task_id)
         replies = pipe.execute()
     return build_view(conn, task_id, replies[-READS_PER_TASK:])
+
+
+#: How long a submit that lost an idempotency-key race waits for the winner's task to appear.
+IDEMPOTENCY_WAIT = 5.0
+
+
+def _idempotent_owner(conn, owner: str, idempotency_key: str) -> dict[str, Any] | None:
+    """The view of the task that owns the key, or None once the key was freed for a new task.
+
+    The winner of the key writes its task right after claiming it, so a missing task
+    with a young id is still being written: wait for it. An old missing task expired
+    or was deleted: free the key (only if it still names that task) for a new one.
+    """
+    deadline = time.monotonic() + IDEMPOTENCY_WAIT
+    while True:
+        try:
+            return get(conn, owner)
+        except TaskNotFound:
+            if time.monotonic() >= deadline or task_age(owner) > IDEMPOTENCY_WAIT:
+                break
+            time.sleep(0.01)
+    with conn.pipeline() as pipe:
+        try:
+            pipe.watch(keys.idempotency(idempotency_key))
+            if pipe.get(keys.idempotency(idempotency_key)) == owner.encode():
+                pipe.multi()
+                pipe.delete(keys.idempotency(idempotency_key))
+                pipe.execute()
+        except redis.WatchError:
+            pass  # another submit freed or re-claimed it: the retry sees the new owner
+    return None
+
+
+def task_age(task_id: str) -> float:
+    """Seconds since a task id was made (ids begin with their creation time in ms)."""
+    try:
+        return time.time() - int(task_id[:12], 16) / 1000
+    except ValueError:
+        return float("inf")
 
 
 def _precheck(conn, task_id: str, idempotency_key: str | None, refs: list[dict]) -> str | None:
@@ -195,6 +233,8 @@ def _fetch(conn, task_id: str) -> TaskJob:
 @_redis_errors
 def start(conn: redis.Redis, task_id: str, params: dict | None = None) -> dict[str, Any]:
     """Enqueue a pending task, optionally replacing some of its params first."""
+    if params is not None and not isinstance(params, dict):
+        raise InvalidParams("params must be an object of name → value.", {"params": "must be an object"})
     with conn.pipeline() as pipe:
         while True:
             try:

@@ -25,9 +25,13 @@ _queues: "weakref.WeakKeyDictionary[redis.Redis, dict[str, Queue]]" = weakref.We
 
 def describe_url(url: str) -> str:
     """Return the URL without its password, fit for error messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("@")[-1]
+    if password:
+        netloc = parts.netloc.replace(f":{password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
 
@@ -35,7 +39,10 @@ def describe_url(url: str) -> str:
 def connect(url: str | None = None, **options) -> redis.Redis:
     """Build a Redis client for `url` (default: REDIS_URL); no I/O happens yet."""
     url = url or settings.REDIS_URL
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
     if scheme not in ("redis", "rediss", "unix"):
         raise RedisUnavailable(
             f"REDIS_URL {describe_url(url)!r} is not a Redis URL; use redis://host:port/db, "
@@ -43,7 +50,11 @@ def connect(url: str | None = None, **options) -> redis.Redis:
         )
     options.setdefault("socket_connect_timeout", 5)
     options.setdefault("health_check_interval", 30)
-    return redis.Redis.from_url(url, **options)
+    try:
+        return redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise RedisUnavailable(f"REDIS_URL {describe_url(url)!r} is malformed ({exc}); use "
+                               "redis://host:port/db, rediss://... for TLS, or unix:///path/to/redis.sock.") from None
 
 
 def check(conn: redis.Redis) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 from rq import get_current_job
+from rq.exceptions import ShutDownImminentException
 
 from . import files, settings
 from .context import TaskContext
@@ -119,6 +120,10 @@ def run_task(task_type: str, params: dict[str, Any]) -> Any:
         except TaskCanceled:
             reporter.record_error("canceled", "TaskCanceled", "Canceled while running")
             job.retries_left = 0
+            raise
+        except ShutDownImminentException:
+            reporter.record_error("worker_lost", "WorkerShutdown",
+                                  "The worker was shut down (a deploy or restart) while the task ran")
             raise
         except Exception as exc:
             reporter.flush()

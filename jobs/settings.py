@@ -7,6 +7,7 @@ is written in one place for the web app, the workers and the tools.
 
 from __future__ import annotations
 
+import math
 import os
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +37,8 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number; set it to a number such as {default}.") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={raw!r} is not a finite number; set it to a number such as {default}.")
     if value < minimum:
         raise SettingsError(f"{name}={value} is too small; use {minimum} or more.")
     return value
@@ -103,6 +106,11 @@ REAP_INTERVAL = _int("JOBS_REAP_INTERVAL", 5, minimum=1)
 #: Seconds a time-limited task gets to unwind after its limit before its
 #: process is killed outright (for code that swallows the timeout).
 TIME_LIMIT_GRACE = _int("JOBS_TIME_LIMIT_GRACE", 5, minimum=1)
+
+#: Seconds a running task gets after the worker's SIGTERM (a deploy or restart)
+#: before it is stopped and requeued (rerun-safe types) or failed `worker_lost`.
+#: Heroku sends SIGKILL 30 s after SIGTERM.
+SHUTDOWN_GRACE = _int("JOBS_SHUTDOWN_GRACE", 20, minimum=0)
 
 #: How long a pending (created, not started) task waits to be started.
 PENDING_TTL = _int("JOBS_PENDING_TTL", 24 * 3600, minimum=1)

@@ -16,8 +16,10 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from datetime import timedelta
 
+import redis
 from rq import Queue
 from rq.utils import now
 from rq.worker import HerokuWorker
@@ -30,6 +32,8 @@ from .registry import preload_modules
 from .rqjob import TaskJob
 
 HORSE_DIED = "Work-horse terminated unexpectedly"
+SHUT_DOWN = "ShutDownImminentException"
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def _die_with_parent() -> None:
@@ -39,6 +43,9 @@ def _die_with_parent() -> None:
 
 class TaskWorker(HerokuWorker):
     """HerokuWorker with JSON jobs, short leases and a fast lost-task reaper."""
+
+    #: Seconds a running task gets after SIGTERM before it is stopped (Heroku kills at 30).
+    imminent_shutdown_delay = settings.SHUTDOWN_GRACE
 
     def __init__(self, queues, *args, **kwargs):
         kwargs["job_class"] = TaskJob
@@ -67,11 +74,66 @@ class TaskWorker(HerokuWorker):
         return self._last_reaped is None or now() - self._last_reaped > timedelta(seconds=settings.REAP_INTERVAL)
 
     def run_maintenance_tasks(self):
-        if self._reap_due():
-            reap_lost_tasks(self.connection, self.queue_names())
-            self._last_reaped = now()
-        if super().should_run_maintenance_tasks:
-            super().run_maintenance_tasks()
+        try:
+            if self._reap_due():
+                reap_lost_tasks(self.connection, self.queue_names())
+                self._restart_dead_scheduler()
+                self._last_reaped = now()
+            if super().should_run_maintenance_tasks:
+                super().run_maintenance_tasks()
+        except REDIS_ERRORS as exc:
+            self.log.warning("Worker %s: maintenance skipped, Redis unavailable (%s)", self.name, exc)
+
+    def _restart_dead_scheduler(self) -> None:
+        """rq's scheduler process dies on a Redis error; rq restarts it only every 10 minutes."""
+        if self._stop_requested:
+            return
+        if self.scheduler and (not self.scheduler._process or not self.scheduler._process.is_alive()):
+            self.scheduler.acquire_locks(auto_start=True)
+
+    def maintain_heartbeats(self, job, execution):
+        """A missed heartbeat during a Redis outage must not end the worker: the task keeps running."""
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_ERRORS as exc:
+            self.log.warning("Worker %s: heartbeat for task %s missed, Redis unavailable (%s)", self.name, job.id, exc)
+
+    def execute_job(self, job, queue):
+        """Survive a Redis outage around a task: wait for Redis; the reaper settles the task's record."""
+        try:
+            super().execute_job(job, queue)
+        except REDIS_ERRORS as exc:
+            self.log.error("Worker %s: Redis failed around task %s (%s); waiting for it", self.name, job.id, exc)
+            if self._horse_pid:
+                self.kill_horse()
+                self.wait_for_horse()
+                self._horse_pid = 0
+            self._wait_for_redis()
+
+    def _wait_for_redis(self) -> None:
+        delay = 0.5
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                return
+            except REDIS_ERRORS:
+                time.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    def _owns(self, job) -> bool:
+        """True while the task's record still says this worker runs it.
+
+        A worker frozen past its lease (VM pause, swap storm) finds its task settled
+        by the reaper, or running elsewhere: it must not overwrite that outcome.
+        """
+        status, worker = self.connection.hmget(job.key, "status", "worker_name")
+        return status == b"started" and (worker or b"").decode() == self.name
+
+    def handle_job_success(self, job, queue, started_job_registry, execution):
+        if not self._owns(job):
+            self.log.warning("Worker %s: task %s was settled elsewhere; dropping this run's result", self.name, job.id)
+            return
+        super().handle_job_success(job, queue, started_job_registry, execution)
 
     def main_work_horse(self, job, queue):
         _die_with_parent()
@@ -82,6 +144,13 @@ class TaskWorker(HerokuWorker):
         job.ended_at = now()
         super()._handle_stopped_job(job, queue, execution)
 
+    def _settle_lost(self, job) -> None:
+        """Requeue a rerun-safe task (a crash re-run is not a new attempt); fail any other."""
+        if should_requeue(self.connection, job):
+            job.retries_left = (job.retries_left or 0) + 1
+        else:
+            job.retries_left = 0
+
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         self._horse_status = ret_val
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
@@ -89,14 +158,17 @@ class TaskWorker(HerokuWorker):
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):
         """A task process that died under a live worker is settled like a lost worker's task."""
         status, self._horse_status = self._horse_status, None
+        if not self._owns(job):
+            self.log.warning("Worker %s: task %s was settled elsewhere; dropping this run's failure", self.name, job.id)
+            return
         killed_for_time = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == TIME_LIMIT_EXIT_CODE
         if killed_for_time:
             exc_string = "TimeLimitExceeded: the task ignored its time limit and was killed"
         elif exc_string.startswith(HORSE_DIED) and self._stopped_job_id != job.id:
-            if should_requeue(self.connection, job):
-                job.retries_left = (job.retries_left or 0) + 1
-            else:
-                job.retries_left = 0
+            self._settle_lost(job)
             exc_string = lost_message(f"the process running it died ({exc_string.strip().rstrip(';')})")
+        elif SHUT_DOWN in exc_string:
+            self._settle_lost(job)
+            exc_string = lost_message("its worker was shut down (a deploy or restart) while it ran")
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
                                    exc_string=exc_string, execution=execution)

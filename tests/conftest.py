@@ -28,7 +28,7 @@ from jobs.embedded import EmbeddedRedis  # noqa: E402
 
 #: Worker timings for tests: lost tasks are settled within ~4 s instead of 15 s.
 FAST_WORKER_ENV = {"JOBS_HEARTBEAT_INTERVAL": "1", "JOBS_LOST_AFTER": "2", "JOBS_REAP_INTERVAL": "1",
-                   "JOBS_TIME_LIMIT_GRACE": "2"}
+                   "JOBS_TIME_LIMIT_GRACE": "2", "JOBS_SHUTDOWN_GRACE": "2"}
 
 
 class CountingConnection(redis.connection.Connection):

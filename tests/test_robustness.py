@@ -1,9 +1,8 @@
 """Robustness: hostile input, broken infrastructure, races and statuses that must not lie.
 
-Written by QA while trying to break the app the way production would. Tests whose
-comment starts with "# FAILS NOW:" reproduce a real bug and fail on the current
-code on purpose (they are the acceptance tests for the fix); every other test
-documents a guarantee that holds today.
+Written by QA while trying to break the app the way production would. A comment
+starting "# Was a bug:" names the fault the test caught before it was fixed; the
+test now guards the fix. Every other test documents a guarantee that held from the start.
 """
 
 from __future__ import annotations
@@ -121,12 +120,12 @@ def test_hostile_api_input_gets_4xx_json(app, client, method, url, kwargs, statu
     ("/api/tasks", '{"type": "demo", "params": ' + '{"a": ' * 5000 + "1" + "}" * 5001),
 ])
 def test_deeply_nested_json_is_a_400(app, client, url, body):
-    # FAILS NOW: json.loads raises RecursionError, which webapp/api.py json_object() does not catch -> 500
+    # Was a bug: json.loads raises RecursionError, which webapp/api.py json_object() does not catch -> 500
     assert_json_error(client.post(url, data=body, content_type="application/json"), 400, app)
 
 
 def test_deeply_nested_json_to_start_is_a_400(app, client, conn):
-    # FAILS NOW: same RecursionError through json_object(optional=True) -> 500
+    # Was a bug: same RecursionError through json_object(optional=True) -> 500
     pending = jobs.submit(conn, "demo", {}, start=False)
     response = client.post(f"/api/tasks/{pending['id']}/start", data="[" * 100_000, content_type="application/json")
     assert_json_error(response, 400, app)
@@ -134,14 +133,14 @@ def test_deeply_nested_json_to_start_is_a_400(app, client, conn):
 
 @pytest.mark.parametrize("limit", ["\u00b2", "9" * 5000])
 def test_limit_that_passes_isdigit_but_not_int_is_a_422(app, client, limit):
-    # FAILS NOW: webapp/api.py list_tasks() checks str.isdigit() ("²" passes) then int() raises ValueError -> 500;
+    # Was a bug: webapp/api.py list_tasks() checks str.isdigit() ("²" passes) then int() raises ValueError -> 500;
     # 5000 digits trip Python's int-string limit -> 500
     assert_json_error(client.get("/api/tasks", query_string={"limit": limit}), 422, app)
 
 
 @pytest.mark.parametrize("params", [[1], "steps=3", 5])
 def test_start_with_params_that_are_not_an_object_is_a_422(app, client, conn, params):
-    # FAILS NOW: jobs.api.start() does {**kwargs["params"], **params} before validating -> TypeError -> 500
+    # Was a bug: jobs.api.start() does {**kwargs["params"], **params} before validating -> TypeError -> 500
     pending = jobs.submit(conn, "demo", {}, start=False)
     response = client.post(f"/api/tasks/{pending['id']}/start", json={"params": params})
     assert_json_error(response, 422, app)
@@ -186,7 +185,7 @@ def test_odd_but_valid_file_names_are_stored_safely(client, conn):
 
 
 def test_idempotent_multipart_resend_stores_one_file(client, conn):
-    # FAILS NOW: webapp/api.py _submit_form() (and pages.create_task) store the upload before jobs.submit()
+    # Was a bug: webapp/api.py _submit_form() (and pages.create_task) store the upload before jobs.submit()
     # finds the existing task for the key, and never discard it -> one orphan file per resend/double-click
     ids = set()
     for _ in range(3):
@@ -234,7 +233,7 @@ def race(redis_url):
 
 
 def test_concurrent_submits_with_one_idempotency_key_make_one_task(conn, race):
-    # FAILS NOW: jobs/api.py submit(): the losers of the SET NX read the winner's id before the winner's job
+    # Was a bug: jobs/api.py submit(): the losers of the SET NX read the winner's id before the winner's job
     # is saved, get TaskNotFound, DELETE the key and submit again -> up to 14 tasks from 16 threads
     for trial in range(8):
         conn.flushdb()
@@ -273,7 +272,7 @@ def _make_failed(conn, task_id: str) -> None:
 
 
 def test_dashboard_requeue_racing_api_retry_enqueues_once(redis_url, conn):
-    # FAILS NOW (about 1 trial in 8, so 60 trials): rq's requeue (webapp/dashboard.py requeue_job) guards with
+    # Was a bug (about 1 trial in 8, so 60 trials): rq's requeue (webapp/dashboard.py requeue_job) guards with
     # ZREM on the failed registry, jobs.retry guards with WATCH on the job hash: both can win and the task is
     # queued twice (runs twice). Route the dashboard's requeue through jobs.retry.
     app = make_app(redis_url, RQ_DASHBOARD_USERNAME="qa", RQ_DASHBOARD_PASSWORD="qa-pass")
@@ -311,7 +310,7 @@ def test_dashboard_requeue_racing_api_retry_enqueues_once(redis_url, conn):
 @pytest.mark.parametrize("name, value", [("JOBS_BODY_IDLE_TIMEOUT", "nan"), ("JOBS_BODY_IDLE_TIMEOUT", "inf"),
                                          ("JOBS_BODY_TIMEOUT", "nan")])
 def test_non_finite_body_timeouts_are_refused_at_startup(redis_url, monkeypatch, name, value):
-    # FAILS NOW: webapp/config.py _number() accepts nan/inf (nan < 1 is False); under gunicorn every request
+    # Was a bug: webapp/config.py _number() accepts nan/inf (nan < 1 is False); under gunicorn every request
     # then dies in slowbody.BodyDeadline (sock.settimeout) with gunicorn's HTML 500, or the deadline never fires
     from webapp import ConfigError
 
@@ -321,7 +320,7 @@ def test_non_finite_body_timeouts_are_refused_at_startup(redis_url, monkeypatch,
 
 
 def test_unimportable_task_module_stops_the_web_app_at_startup(redis_url, monkeypatch):
-    # FAILS NOW: create_app() never loads JOBS_TASK_MODULES; the web boots and every submit is a 500 ImportError
+    # Was a bug: create_app() never loads JOBS_TASK_MODULES; the web boots and every submit is a 500 ImportError
     from jobs import settings
 
     monkeypatch.setattr(settings, "TASK_MODULES", [*settings.TASK_MODULES, "tests.no_such_task_module"])
@@ -331,7 +330,7 @@ def test_unimportable_task_module_stops_the_web_app_at_startup(redis_url, monkey
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:notaport/0", "redis://[::1", "redis:/nohost"])
 def test_malformed_redis_url_names_the_variable(url):
-    # FAILS NOW: jobs.connection.connect() lets redis-py's bare ValueError ("Port could not be cast...") escape
+    # Was a bug: jobs.connection.connect() lets redis-py's bare ValueError ("Port could not be cast...") escape
     from webapp import ConfigError
 
     with pytest.raises((ConfigError, jobs.RedisUnavailable), match="REDIS_URL"):
@@ -399,7 +398,7 @@ def test_killed_only_worker_task_settles_as_soon_as_a_new_worker_starts(conn, wo
 
 @pytest.mark.integration
 def test_sigterm_mid_task_settles_like_a_lost_worker(conn, workers):
-    # FAILS NOW: on SIGTERM (every Heroku deploy/restart) HerokuWorker raises ShutDownImminentException in the
+    # Was a bug: on SIGTERM (every Heroku deploy/restart) HerokuWorker raises ShutDownImminentException in the
     # task 6 s later; it is recorded as kind "exception", type "rq.exceptions.ShutDownImminentException",
     # message "shut down imminent (signal: SIGALRM)", and a rerun-safe task is NOT requeued (DESIGN: a task
     # whose worker goes away becomes failed/worker_lost or is requeued). Fix in jobs/worker.py TaskWorker.
@@ -422,7 +421,7 @@ def test_sigterm_mid_task_settles_like_a_lost_worker(conn, workers):
 
 @pytest.mark.integration
 def test_frozen_worker_cannot_overwrite_a_settled_task(conn, workers):
-    # FAILS NOW: a worker frozen past its lease (VM pause, swap storm, SIGSTOP) gets its task reaped as
+    # Was a bug: a worker frozen past its lease (VM pause, swap storm, SIGSTOP) gets its task reaped as
     # failed/worker_lost; when it resumes, its work-horse finishes and rq writes FINISHED over the final
     # status: the task flips failed -> completed (and for rerun-safe types, two runs overlap). The finishing
     # path (TaskWorker / processor) must check it still owns the execution before writing.
@@ -447,7 +446,7 @@ def test_frozen_worker_cannot_overwrite_a_settled_task(conn, workers):
 
 @pytest.mark.integration
 def test_dashboard_requeue_of_a_task_canceled_while_running_runs_it(redis_url, conn, workers):
-    # FAILS NOW: the dashboard's requeue (webapp/dashboard.py requeue_job -> rq Job.requeue) leaves the
+    # Was a bug: the dashboard's requeue (webapp/dashboard.py requeue_job -> rq Job.requeue) leaves the
     # task's cancel key (TTL >= 1 h) in place, so the requeued run cancels itself at once ("Canceled before it
     # started") while the dashboard said OK. Route it through jobs.retry (clears cancel key, meta, outputs).
     workers.start(1)
@@ -520,7 +519,7 @@ def test_idle_worker_and_web_ride_out_a_redis_restart(tmp_path):
 
 @pytest.mark.integration
 def test_delayed_task_still_runs_after_a_redis_restart(tmp_path):
-    # FAILS NOW: rq's scheduler process (--with-scheduler) dies on the first Redis error and the worker only
+    # Was a bug: rq's scheduler process (--with-scheduler) dies on the first Redis error and the worker only
     # restarts it in rq's own maintenance, every 600 s: after any Redis blip, delayed tasks and retry back-offs
     # (status scheduled) stall for up to 10 minutes. Fix: TaskWorker.run_maintenance_tasks (every
     # JOBS_REAP_INTERVAL) should restart a dead scheduler (self.scheduler.acquire_locks(auto_start=True)).
@@ -533,7 +532,7 @@ def test_delayed_task_still_runs_after_a_redis_restart(tmp_path):
 
 @pytest.mark.integration
 def test_busy_worker_survives_a_redis_outage(tmp_path):
-    # FAILS NOW: a Redis outage of ~3 s while a task runs kills the worker process (rc 1): rq's
+    # Was a bug: a Redis outage of ~3 s while a task runs kills the worker process (rc 1): rq's
     # monitor_work_horse() calls job.get_status()/heartbeat, the ConnectionError escapes execute_job() and
     # Worker.work() "quits". The task then reads processing until some worker is started again (with one
     # worker: forever), and nothing else runs. docs/operations.md promises workers retry with back-off.
@@ -589,7 +588,7 @@ def gunicorn(redis_url: str, tmp_path: Path, **extra):
 
 @pytest.mark.integration
 def test_trickled_body_is_cut_off_at_the_total_body_timeout(redis_url, conn, tmp_path):
-    # FAILS NOW: webapp/slowbody.py DeadlineInput checks the deadline only before each read() call, and one
+    # Was a bug: webapp/slowbody.py DeadlineInput checks the deadline only before each read() call, and one
     # read(n) blocks until n bytes arrive; a client sending a byte every 0.5 s (under the idle timeout) holds a
     # thread until its whole Content-Length arrives. JOBS_BODY_TIMEOUT=3 here, yet no answer comes in 10 s.
     # A handful of such clients (threads x WEB_CONCURRENCY, 16 by default) stops the web process.

@@ -26,6 +26,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(settings.load(config))
+    try:
+        jobs.task_types()  # import JOBS_TASK_MODULES now: a typo stops the start, not every submit
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
     app.extensions["jobs_redis"] = jobs.connect(app.config["REDIS_URL"])
     errors.register(app)
     security.init(app)

@@ -1,4 +1,4 @@
-"""The JSON API under /api: task types, submit, status, list, start, cancel, retry, delete, files.
+"""The JSON API under /api: ping, task types, submit, status, list, start, cancel, retry, delete, files.
 
 Not cookie-authenticated, hence exempt from CSRF (see docs/configuration.md). Every answer
 is JSON with `Cache-Control: no-store`; errors use the one shape in webapp.errors.
@@ -11,13 +11,14 @@ import math
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 import jobs
 from jobs.registry import TaskType
 
 from . import downloads, openapi
 from .errors import BadRequest
-from .submission import discard, form_params, store_uploads
+from .submission import form_params, store_uploads, submit_with_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -43,14 +44,23 @@ def type_info(ttype: TaskType) -> dict[str, Any]:
             "max_attempts": ttype.retry.max_attempts, "queue": ttype.queue}
 
 
+#: JSON bodies carry parameters, not files: a cap keeps one request from costing hundreds of MB.
+MAX_JSON_BYTES = 1024 * 1024
+
+
 def json_object(optional: bool = False) -> dict:
     """The request's JSON object body; BadRequest if it is not one."""
     if optional and not request.content_length and not request.headers.get("Transfer-Encoding"):
         return {}
     if request.mimetype != "application/json":
         raise BadRequest("Send a JSON object with Content-Type: application/json.")
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise RequestEntityTooLarge(f"JSON bodies are limited to {MAX_JSON_BYTES // 1024} KiB; send files "
+                                    "as multipart/form-data parts instead.")
     try:
         body = json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise BadRequest("The JSON body is nested too deeply; send a flat JSON object.") from None
     except ValueError as exc:
         raise BadRequest(f"The body is not valid JSON ({exc}); send a JSON object.") from None
     if not isinstance(body, dict):
@@ -90,6 +100,12 @@ def idempotency_key() -> str | None:
     if not (0 < len(key) <= 200 and key.isascii() and key.isprintable()):
         raise BadRequest("Idempotency-Key must be 1 to 200 visible ASCII characters, such as a UUID.")
     return key
+
+
+@bp.get("/ping")
+def ping():
+    """A liveness answer that touches nothing (no Redis): the baseline of bench/bench_api.py."""
+    return jsonify(ok=True)
 
 
 @bp.get("/task-types")
@@ -133,11 +149,7 @@ def _submit_form(key: str | None):
     delay = parse_delay(form.get("delay"))
     params = form_params(ttype, form, reserved=("type", "start", "delay"))
     stored = store_uploads(conn(), ttype, request.files, current_app.config["MAX_UPLOAD_BYTES"])
-    try:
-        view = jobs.submit(conn(), ttype.name, {**params, **stored}, start=start, idempotency_key=key, delay=delay)
-    except BaseException:
-        discard(conn(), stored)
-        raise
+    view = submit_with_uploads(conn(), ttype, params, stored, start=start, idempotency_key=key, delay=delay)
     return _created(view)
 
 
@@ -153,8 +165,9 @@ def list_tasks():
     """Tasks newest first, filtered by ?status= and ?type=, paged by ?cursor=."""
     args = request.args
     limit = args.get("limit", "20")
-    if not limit.isdigit():
-        raise jobs.InvalidParams("limit must be a whole number from 1 to 100.", {"limit": "must be a whole number"})
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit[:4]) <= jobs.api.MAX_LIMIT and len(limit) <= 3):
+        raise jobs.InvalidParams(f"limit must be a whole number from 1 to {jobs.api.MAX_LIMIT}.",
+                                 {"limit": f"must be a whole number from 1 to {jobs.api.MAX_LIMIT}"})
     page = jobs.list_tasks(conn(), status=args.get("status") or None, type_name=args.get("type") or None,
                            limit=int(limit), cursor=args.get("cursor") or None)
     return jsonify(page)

@@ -7,6 +7,8 @@ TTLs, queues) live in `jobs.settings`; only what the web side adds is read here.
 
 from __future__ import annotations
 
+import math
+
 import os
 import secrets
 from typing import Any
@@ -36,6 +38,8 @@ def _number(name: str, raw: str, minimum: float, cast=int):
         value = cast(raw.strip())
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number; set it to a number of {minimum} or more.") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} is not a finite number; set it to a number of {minimum} or more.")
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} is too small; use {minimum} or more.")
     return value

@@ -138,13 +138,13 @@ def list_workers(instance_number: int):
 
 
 def requeue_job(job_id: str):
-    """Requeue a failed job; anything else is a 409, an unknown id a 404."""
+    """Requeue through jobs.retry, the same guarded path as the API's retry; 409/404 otherwise."""
     try:
-        TaskJob.fetch(job_id, connection=current_app.redis_conn, serializer=SERIALIZER).requeue()
-    except NoSuchJobError:
+        jobs.retry(current_app.redis_conn, job_id)
+    except jobs.TaskNotFound:
         return jsonify(status="ERROR", message="No such job."), 404
-    except InvalidJobOperation:
-        return jsonify(status="ERROR", message="Only failed jobs can be requeued."), 409
+    except jobs.InvalidTransition as exc:
+        return jsonify(status="ERROR", message=str(exc)), 409
     return jsonify(status="OK"), {"Cache-Control": "no-store"}
 
 

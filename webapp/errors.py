@@ -84,7 +84,7 @@ def _bad_request(exc: BadRequest):
 
 def _http(exc: HTTPException):
     status = exc.code or 500
-    if isinstance(exc, RequestEntityTooLarge):
+    if isinstance(exc, RequestEntityTooLarge) and exc.description == RequestEntityTooLarge.description:
         limit = current_app.config["MAX_UPLOAD_BYTES"]
         message = (f"The request is larger than this server accepts (files up to {limit} bytes); "
                    "send a smaller file or raise JOBS_MAX_UPLOAD_BYTES.")

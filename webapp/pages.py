@@ -15,7 +15,7 @@ import jobs
 from jobs.registry import TaskType
 
 from . import present
-from .submission import discard, form_params, store_uploads
+from .submission import form_params, store_uploads, submit_with_uploads
 
 bp = Blueprint("pages", __name__)
 
@@ -88,18 +88,15 @@ def create_task(type_name: str):
         stored = store_uploads(conn(), ttype, request.files, current_app.config["MAX_UPLOAD_BYTES"])
     except jobs.FileTooLarge as exc:
         return _render_form(ttype, values, {getattr(exc, "field", "file"): str(exc)}, key, 413, str(exc))
-    try:
-        view = jobs.submit(conn(), ttype.name, {**form_params(ttype, form, RESERVED), **stored},
-                           idempotency_key=key)
     except jobs.InvalidParams as exc:
-        discard(conn(), stored)
+        return _render_form(ttype, values, exc.fields, key, 422, str(exc))
+    try:
+        view = submit_with_uploads(conn(), ttype, form_params(ttype, form, RESERVED), stored, idempotency_key=key)
+    except jobs.InvalidParams as exc:
         problem = "Some values need fixing; see the messages next to the fields."
         if stored or any(spec.kind == "file" for spec in ttype.params):
             problem += " Files are not kept: choose them again."
         return _render_form(ttype, values, exc.fields, key, 422, problem)
-    except BaseException:
-        discard(conn(), stored)
-        raise
     return redirect(url_for(".task_page", task_id=view["id"]), 303)
 
 

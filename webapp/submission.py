@@ -18,6 +18,7 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage, MultiDict
 
+import jobs
 from jobs import FileTooLarge
 from jobs.files import delete_file, store_file
 from jobs.registry import ParamSpec, TaskType
@@ -50,6 +51,9 @@ def form_params(ttype: TaskType, form: MultiDict, reserved: tuple[str, ...] = ()
             params[name] = form.get(name)
             continue
         if spec.kind == "file":
+            if any(form.getlist(name)):
+                raise jobs.InvalidParams(f"{name} must be sent as a file part (multipart/form-data), not text.",
+                                         {name: "must be a file upload"})
             continue
         value = _value(spec, form.getlist(name)[-1])
         if value is not _MISSING:
@@ -65,8 +69,12 @@ def store_uploads(conn, ttype: TaskType, files: MultiDict, max_bytes: int) -> di
     stored: dict[str, dict] = {}
     try:
         for spec in ttype.params:
-            upload: FileStorage | None = files.get(spec.name)
-            if upload is None or not upload.filename:
+            uploads = [part for part in files.getlist(spec.name) if part.filename]
+            if len(uploads) > 1:
+                raise jobs.InvalidParams(f"{spec.name} takes one file; {len(uploads)} were sent.",
+                                         {spec.name: "takes one file"})
+            upload: FileStorage | None = uploads[0] if uploads else None
+            if upload is None:
                 continue
             try:
                 ref = store_file(conn, upload.stream, upload.filename, ttl=ttype.files_ttl,
@@ -79,6 +87,22 @@ def store_uploads(conn, ttype: TaskType, files: MultiDict, max_bytes: int) -> di
         discard(conn, stored)
         raise
     return stored
+
+
+def submit_with_uploads(conn, ttype: TaskType, params: dict, stored: dict[str, dict], **options) -> dict:
+    """jobs.submit with freshly stored uploads: they are removed unless the task uses them.
+
+    A failed submit leaves nothing behind, and so does a resend with the same
+    idempotency key, which returns the first task (with the first upload).
+    """
+    try:
+        view = jobs.submit(conn, ttype.name, {**params, **stored}, **options)
+    except BaseException:
+        discard(conn, stored)
+        raise
+    used = {value.get("id") for value in view["params"].values() if isinstance(value, dict)}
+    discard(conn, {name: ref for name, ref in stored.items() if ref["id"] not in used})
+    return view
 
 
 def discard(conn, stored: dict[str, dict]) -> None:
