@@ -8,6 +8,7 @@ Round trips are counted in tests: reading a view costs 1, submitting at most 2.
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import threading
 import time
@@ -386,19 +387,24 @@ def retry(conn: redis.Redis, task_id: str) -> dict[str, Any]:
 @_redis_errors
 def delete(conn: redis.Redis, task_id: str) -> None:
     """Remove a task that is not running, with its result, files and index entries."""
-    job = _fetch(conn, task_id)
-    if job.get_status(refresh=False) == JobStatus.STARTED:
-        raise InvalidTransition(f"Task {task_id} is running; cancel it first, then delete it.")
-    outputs = conn.hgetall(keys.outputs(task_id))
-    params = (job.kwargs or {}).get("params") or {}
     with conn.pipeline() as pipe:
-        job.delete(pipeline=pipe)
-        pipe.delete(keys.outputs(task_id), keys.cancel_request(task_id), keys.crash_count(task_id))
-        pipe.zrem(keys.task_index(), task_id)
-        pipe.zrem(keys.type_index(job.kwargs.get("task_type", "")), task_id)
-        pipe.execute()
-    import json
-
+        while True:
+            try:
+                pipe.watch(TaskJob.key_for(task_id))
+                job = _fetch(conn, task_id)
+                if job.get_status(refresh=False) == JobStatus.STARTED:
+                    raise InvalidTransition(f"Task {task_id} is running; cancel it first, then delete it.")
+                outputs = conn.hgetall(keys.outputs(task_id))
+                params = (job.kwargs or {}).get("params") or {}
+                pipe.multi()
+                job.delete(pipeline=pipe)
+                pipe.delete(keys.outputs(task_id), keys.cancel_request(task_id), keys.crash_count(task_id))
+                pipe.zrem(keys.task_index(), task_id)
+                pipe.zrem(keys.type_index(job.kwargs.get("task_type", "")), task_id)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                continue
     for raw in outputs.values():
         files.delete_file(conn, json.loads(raw)["id"])
     for ref in _file_refs(params):

