@@ -103,6 +103,10 @@ SCHEMAS: dict[str, Any] = {
 }
 
 PATHS: dict[str, Any] = {
+    "/api/ping": {"get": {
+        "summary": "Liveness of the web process (touches no Redis)", "operationId": "ping",
+        "responses": {"200": _json({"type": "object", "required": ["ok"], "properties": {"ok": {"const": True}}},
+                                   "The web process answers.")}}},
     "/api/task-types": {"get": {
         "summary": "List the task types", "operationId": "listTaskTypes",
         "responses": {"200": _json({"type": "object", "properties": {
