@@ -17,6 +17,7 @@ class SettingsError(ValueError):
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
+    """An integer environment variable; SettingsError names it when it is not one."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -74,6 +75,9 @@ def effective_redis_url(url: str, verify_tls: bool) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "ssl_cert_reqs"]
     query.append(("ssl_cert_reqs", "none"))
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+env_int = _int  # public name for the other settings readers (gunicorn's config)
 
 
 #: Where Redis is. Unset means "the dev launcher starts an embedded server";

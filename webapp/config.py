@@ -8,7 +8,6 @@ TTLs, queues) live in `jobs.settings`; only what the web side adds is read here.
 from __future__ import annotations
 
 import math
-
 import os
 import secrets
 from typing import Any
@@ -59,7 +58,6 @@ def defaults() -> dict[str, Any]:
         "POLL_INTERVAL_MS": 1000,
         "WTF_CSRF_TIME_LIMIT": None,  # a form left open overnight still submits
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "JSON_SORT_KEYS": False,
     }
 
 

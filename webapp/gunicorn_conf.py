@@ -10,18 +10,14 @@ worker process.
 
 import os
 
+from jobs.settings import SettingsError, env_int
+
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a whole number; set it to an integer such as {default}.") from None
-    if value < minimum:
-        raise SystemExit(f"{name}={value} is too small; use {minimum} or more.")
-    return value
+        return env_int(name, default, minimum)
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 bind = f"0.0.0.0:{_int('PORT', 8000, minimum=1)}"
