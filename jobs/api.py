@@ -88,7 +88,10 @@ def _file_refs(params: dict) -> list[dict]:
 def _retry(ttype: TaskType) -> Retry | None:
     if ttype.retry.max_attempts <= 1:
         return None
-    return Retry(max=ttype.retry.max_attempts - 1, interval=list(ttype.retry.backoff) or 0)
+    # One interval per retry: rq aligns a shorter list to the *last* retries, so the
+    # first value would repeat instead of the last.
+    waits = ttype.retry.waits()
+    return Retry(max=len(waits), interval=waits if any(waits) else 0)
 
 
 def _create_job(conn, ttype: TaskType, params: dict, task_id: str, status: JobStatus) -> TaskJob:
@@ -346,6 +349,10 @@ def cancel(conn: redis.Redis, task_id: str) -> dict[str, Any]:
                         pass  # it just ended; the cancel key covers a retry attempt
                     break
                 job.cancel(pipeline=pipe)
+                # rq keeps a job canceled before it ran forever: keep it as long as a failure
+                ttl = job.failure_ttl or settings.DEFAULT_FAILURE_TTL
+                pipe.expire(job.key, ttl)
+                CanceledJobRegistry(job.origin, connection=conn).add(job, ttl=ttl, pipeline=pipe)
                 pipe.execute()
                 break
             except redis.WatchError:

@@ -42,6 +42,11 @@ class RetryPolicy:
         if any(b < 0 for b in self.backoff):
             raise ValueError("backoff seconds must not be negative")
 
+    def waits(self) -> list[int]:
+        """Seconds to wait before attempts 2..max_attempts, the last backoff value repeating."""
+        backoff = self.backoff or (0,)
+        return [backoff[min(i, len(backoff) - 1)] for i in range(self.max_attempts - 1)]
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -80,9 +85,7 @@ class TaskType:
     @property
     def files_ttl(self) -> int:
         """Seconds an uploaded input must live: pending + every attempt + retention afterwards."""
-        backoff = self.retry.backoff or (0,)
-        waits = sum(backoff[min(i, len(backoff) - 1)] for i in range(self.retry.max_attempts - 1))
-        return (settings.PENDING_TTL + self.time_limit * self.retry.max_attempts + waits
+        return (settings.PENDING_TTL + self.time_limit * self.retry.max_attempts + sum(self.retry.waits())
                 + max(self.result_ttl, self.failure_ttl))
 
     def schema(self) -> dict:

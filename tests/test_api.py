@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from rq import Queue
+from rq.registry import CanceledJobRegistry
 
 import jobs
 from jobs import keys
 from jobs.connection import SERIALIZER
+from jobs.reaper import trim_canceled
 from jobs.rqjob import TaskJob
 
 
@@ -85,6 +89,16 @@ def test_cancel_queued_and_pending(conn):
         jobs.cancel(conn, queued["id"])
     view = jobs.get(conn, queued["id"])
     assert view["error"]["kind"] == "canceled"
+    # kept for the type's failure retention, like a failed task, then it expires
+    failure_ttl = jobs.get_task_type("demo").failure_ttl
+    canceled = CanceledJobRegistry("default", connection=conn)
+    for task_id in (queued["id"], pending["id"]):
+        assert failure_ttl - 5 <= conn.ttl(TaskJob.key_for(task_id)) <= failure_ttl
+        assert conn.zscore(canceled.key, task_id) > time.time() + failure_ttl - 5
+    # workers drop registry entries past that retention (rq never cleans this registry)
+    conn.zadd(canceled.key, {"long-gone": time.time() - 1})
+    trim_canceled(conn, ["default"])
+    assert conn.zscore(canceled.key, "long-gone") is None and conn.zscore(canceled.key, queued["id"])
 
 
 def test_retry_rules(conn):
@@ -97,6 +111,21 @@ def test_retry_rules(conn):
     assert queue_len(conn) == 1
     assert conn.ttl(TaskJob.key_for(view["id"])) == -1
 
+
+
+def test_backoff_waits_follow_the_declaration_with_the_last_value_repeating(conn):
+    @jobs.task_type("backoff_probe", title="Backoff", max_attempts=5, backoff=[1, 7])
+    def backoff_probe(ctx: jobs.TaskContext) -> None:
+        return None
+
+    view = jobs.submit(conn, "backoff_probe", {})
+    job = TaskJob.fetch(view["id"], connection=conn, serializer=SERIALIZER)
+    waits = []
+    while job.retries_left:  # rq's own choice of interval, retry after retry
+        waits.append(job.get_retry_interval())
+        job.retries_left -= 1
+    assert waits == [1, 7, 7, 7]
+    assert view["attempt"] == {"number": 1, "of": 5}
 
 def test_delete_removes_everything(conn):
     view = jobs.submit(conn, "demo", {})
