@@ -2,7 +2,7 @@
 
 A running task's worker refreshes the task's entry in rq's StartedJobRegistry
 every JOBS_HEARTBEAT_INTERVAL seconds, with a lease of that plus JOBS_LOST_AFTER.
-Every idle worker looks for expired leases every JOBS_REAP_INTERVAL seconds: a
+Every worker, idle or busy, looks for expired leases every JOBS_REAP_INTERVAL seconds: a
 task of a rerun-safe type is requeued (at most MAX_CRASH_REQUEUES times), any
 other fails with kind `worker_lost`.
 """
@@ -14,7 +14,7 @@ import logging
 import redis
 from rq.job import JobStatus
 from rq.job_lifecycle import record_job_failure
-from rq.registry import StartedJobRegistry
+from rq.registry import CanceledJobRegistry, StartedJobRegistry
 from rq.utils import current_timestamp
 
 from . import keys
@@ -83,3 +83,12 @@ def reap_lost_tasks(conn: redis.Redis, queue_names: list[str]) -> list[str]:
             pipe.zremrangebyscore(registry.key, 0, cutoff)
             pipe.execute()
     return settled
+
+
+def trim_canceled(conn: redis.Redis, queue_names: list[str]) -> None:
+    """Drop canceled-registry entries past their retention (rq never cleans that registry)."""
+    cutoff = current_timestamp()
+    with conn.pipeline(transaction=False) as pipe:
+        for name in queue_names:
+            pipe.zremrangebyscore(CanceledJobRegistry(name, connection=conn).key, 0, cutoff)
+        pipe.execute()

@@ -4,8 +4,9 @@ It is rq's HerokuWorker (a SIGTERM lets the running task finish or fail cleanly
 within the platform's grace period) with the job core's choices built in, so a
 command line that forgets `-j`/`-S` still gets them right:
 - jobs are TaskJob and JSON-serialized;
-- a task's lease is refreshed every JOBS_HEARTBEAT_INTERVAL seconds and an idle
-  worker reaps lost tasks every JOBS_REAP_INTERVAL seconds (rq: minutes);
+- a task's lease is refreshed every JOBS_HEARTBEAT_INTERVAL seconds and every
+  worker, idle or busy, reaps lost tasks every JOBS_REAP_INTERVAL seconds (rq:
+  minutes, and only between jobs);
 - the process running a task dies with its worker (no orphan keeps running
   unseen while the task is requeued elsewhere).
 """
@@ -27,7 +28,7 @@ from rq.worker import HerokuWorker
 from . import settings
 from .connection import SERIALIZER
 from .processor import TIME_LIMIT_EXIT_CODE
-from .reaper import lost_message, reap_lost_tasks, should_requeue
+from .reaper import lost_message, reap_lost_tasks, should_requeue, trim_canceled
 from .registry import preload_modules
 from .rqjob import TaskJob
 
@@ -73,12 +74,16 @@ class TaskWorker(HerokuWorker):
     def _reap_due(self) -> bool:
         return self._last_reaped is None or now() - self._last_reaped > timedelta(seconds=settings.REAP_INTERVAL)
 
+    def _reap(self) -> None:
+        reap_lost_tasks(self.connection, self.queue_names())
+        trim_canceled(self.connection, self.queue_names())
+        self._restart_dead_scheduler()
+        self._last_reaped = now()
+
     def run_maintenance_tasks(self):
         try:
             if self._reap_due():
-                reap_lost_tasks(self.connection, self.queue_names())
-                self._restart_dead_scheduler()
-                self._last_reaped = now()
+                self._reap()
             if super().should_run_maintenance_tasks:
                 super().run_maintenance_tasks()
         except REDIS_ERRORS as exc:
@@ -92,9 +97,16 @@ class TaskWorker(HerokuWorker):
             self.scheduler.acquire_locks(auto_start=True)
 
     def maintain_heartbeats(self, job, execution):
-        """A missed heartbeat during a Redis outage must not end the worker: the task keeps running."""
+        """Runs every JOBS_HEARTBEAT_INTERVAL while a task runs.
+
+        A missed heartbeat during a Redis outage must not end the worker: the task
+        keeps running. A busy worker also reaps, so a lost task is settled even
+        when every other worker is busy with long tasks.
+        """
         try:
             super().maintain_heartbeats(job, execution)
+            if self._reap_due():
+                self._reap()
         except REDIS_ERRORS as exc:
             self.log.warning("Worker %s: heartbeat for task %s missed, Redis unavailable (%s)", self.name, job.id, exc)
 

@@ -142,6 +142,23 @@ def test_killed_worker_fails_its_task_as_worker_lost_within_seconds(conn, worker
     assert jobs.get(conn, view["id"])["progress"] == frozen
 
 
+def test_a_busy_worker_settles_a_dead_workers_task(conn, workers):
+    # the only survivor is busy with a long task the whole time: it must still reap
+    busy, = workers.start(1)
+    long_task = jobs.submit(conn, "sleeper", {"seconds": 60})
+    wait_status(conn, long_task["id"], "processing")
+    victim, = workers.start(1)
+    lost = jobs.submit(conn, "sleeper", {"seconds": 60})
+    wait_status(conn, lost["id"], "processing")
+    assert jobs.get(conn, lost["id"])["worker"] != jobs.get(conn, long_task["id"])["worker"]
+    workers.kill(victim)
+    killed_at = time.monotonic()
+    view = wait_status(conn, lost["id"], "failed", timeout=30)
+    assert time.monotonic() - killed_at < 15
+    assert view["error"]["kind"] == "worker_lost"
+    assert jobs.get(conn, long_task["id"])["status"] == "processing"
+
+
 def test_killed_worker_requeues_a_rerun_safe_task_onto_another_worker(conn, workers):
     victim, = workers.start(1)
     view = jobs.submit(conn, "safe_sleeper", {"seconds": 3})
