@@ -122,3 +122,16 @@ def test_honcho_runs_the_procfile_with_a_redis_url(redis_url, conn, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.parametrize("env, args, message", [
+    ({"PORT": "abc"}, [], "PORT='abc' is not a port number"),
+    ({}, ["--port", "70000"], "--port 70000 is not a port number"),
+    ({}, ["--workers", "0"], "--workers must be 1 or more"),
+])
+def test_dev_launcher_refuses_bad_settings_with_one_line(tmp_path, env, args, message):
+    done = subprocess.run([sys.executable, "-m", "webapp.dev", "--data-dir", str(tmp_path), *args],
+                          cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "redis").exists()  # nothing was started

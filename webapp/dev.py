@@ -94,11 +94,20 @@ def stop_all(processes: dict[str, subprocess.Popen], grace: float = 10.0) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--port", type=int, default=None, help="web port (default: $PORT, else 5000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes to run (default 1)")
     parser.add_argument("--data-dir", type=Path, default=DATA, help="where Redis data and dev secrets live")
     args = parser.parse_args(argv)
     data = args.data_dir.resolve()
+    if args.port is None:
+        env_port = os.environ.get("PORT", "5000").strip()
+        if not (env_port.isdigit() and 0 < int(env_port) < 65536):
+            parser.error(f"PORT={os.environ['PORT']!r} is not a port number (1-65535); fix or unset it")
+        args.port = int(env_port)
+    if not 0 < args.port < 65536:
+        parser.error(f"--port {args.port} is not a port number (1-65535)")
+    if args.workers < 1:
+        parser.error("--workers must be 1 or more")
 
     port = args.port
     if not _port_is_free(port):
