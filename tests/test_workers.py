@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 import jobs
-from tests.conftest import wait_for, wait_status
+from tests.conftest import ROOT, wait_for, wait_status
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_runs_through_every_status_with_rising_progress(conn, workers):
-    # steps longer than the 0.5 s progress throttle, so every step's update lands
-    view = jobs.submit(conn, "demo", {"steps": 5, "step_seconds": 0.6})
-    assert view["status"] == "queued"
+def test_demo_runs_through_every_status_with_rising_progress(conn, redis_url, workers):
+    # As in a Python shell: one process submits 5 steps of 1 s and exits; this one polls.
+    script = ("import jobs; print(jobs.submit(jobs.connect(), 'demo', "
+              "{'steps': 5, 'step_seconds': 1})['id'])")
+    submitted = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                               env=dict(os.environ, REDIS_URL=redis_url), timeout=60, check=True)
+    task_id = submitted.stdout.strip()
+    assert jobs.get(conn, task_id)["status"] == "queued"
     workers.start(1)
     seen_status, percents, messages = [], [], []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        view = jobs.get(conn, view["id"])
+        view = jobs.get(conn, task_id)
         if not seen_status or seen_status[-1] != view["status"]:
             seen_status.append(view["status"])
         if view["progress"] and view["progress"]["percent"] not in percents:
