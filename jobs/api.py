@@ -234,31 +234,35 @@ def _fetch(conn, task_id: str) -> TaskJob:
         raise not_found(task_id, conn.zscore(keys.task_index(), task_id) is not None) from None
 
 
+def _change(conn, task_id: str, body) -> Any:
+    """Run `body(pipe, job)` as one transaction on the task; rerun it if the task changed meanwhile.
+
+    The body reads the job (fetched after WATCH), raises to refuse, and queues its
+    writes after `pipe.multi()`; its return value is returned once they are applied.
+    """
+    return conn.transaction(lambda pipe: body(pipe, _fetch(conn, task_id)), TaskJob.key_for(task_id),
+                            value_from_callable=True)
+
+
 @_redis_errors
 def start(conn: redis.Redis, task_id: str, params: dict | None = None) -> dict[str, Any]:
     """Enqueue a pending task, optionally replacing some of its params first."""
     if params is not None and not isinstance(params, dict):
         raise InvalidParams("params must be an object of name → value.", {"params": "must be an object"})
-    with conn.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(TaskJob.key_for(task_id))
-                job = _fetch(conn, task_id)
-                if job.get_status(refresh=False) != JobStatus.CREATED:
-                    raise InvalidTransition(f"Task {task_id} is not pending, so it cannot be started; "
-                                            "only tasks created with start=false can be.")
-                kwargs = dict(job.kwargs)
-                if params:
-                    ttype = get_task_type(kwargs["task_type"])
-                    kwargs["params"] = ttype.validate({**kwargs["params"], **params})
-                    job.kwargs = kwargs
-                pipe.multi()
-                pipe.persist(job.key)
-                queue(conn, job.origin).enqueue_job(job, pipeline=pipe)
-                pipe.execute()
-                break
-            except redis.WatchError:
-                continue
+
+    def enqueue(pipe, job: TaskJob) -> None:
+        if job.get_status(refresh=False) != JobStatus.CREATED:
+            raise InvalidTransition(f"Task {task_id} is not pending, so it cannot be started; "
+                                    "only tasks created with start=false can be.")
+        if params:
+            kwargs = dict(job.kwargs)
+            kwargs["params"] = get_task_type(kwargs["task_type"]).validate({**kwargs["params"], **params})
+            job.kwargs = kwargs
+        pipe.multi()
+        pipe.persist(job.key)
+        queue(conn, job.origin).enqueue_job(job, pipeline=pipe)
+
+    _change(conn, task_id, enqueue)
     return get(conn, task_id)
 
 
@@ -330,89 +334,74 @@ def _unindex(conn, task_ids: list[str]) -> None:
 @_redis_errors
 def cancel(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     """Cancel a task: not yet running → canceled now; running → stopped (reads canceled)."""
-    with conn.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(TaskJob.key_for(task_id))
-                job = _fetch(conn, task_id)
-                state = job.get_status(refresh=False)
-                if state in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
-                    raise InvalidTransition(f"Task {task_id} has already ended ({get(conn, task_id)['status']}); "
-                                            "there is nothing to cancel.")
-                pipe.multi()
-                pipe.set(keys.cancel_request(task_id), 1, ex=max(job.timeout or 0, 60) + 3600)
-                if state == JobStatus.STARTED:
-                    pipe.execute()
-                    try:
-                        send_stop_job_command(conn, task_id, serializer=SERIALIZER)
-                    except InvalidJobOperation:
-                        pass  # it just ended; the cancel key covers a retry attempt
-                    break
-                job.cancel(pipeline=pipe)
-                # rq keeps a job canceled before it ran forever: keep it as long as a failure
-                ttl = job.failure_ttl or settings.DEFAULT_FAILURE_TTL
-                pipe.expire(job.key, ttl)
-                CanceledJobRegistry(job.origin, connection=conn).add(job, ttl=ttl, pipeline=pipe)
-                pipe.execute()
-                break
-            except redis.WatchError:
-                continue
+
+    def request_cancel(pipe, job: TaskJob) -> bool:
+        state = job.get_status(refresh=False)
+        if state in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
+            raise InvalidTransition(f"Task {task_id} has already ended ({get(conn, task_id)['status']}); "
+                                    "there is nothing to cancel.")
+        pipe.multi()
+        pipe.set(keys.cancel_request(task_id), 1, ex=max(job.timeout or 0, 60) + 3600)
+        if state == JobStatus.STARTED:
+            return True  # stopped by its worker once the request is written
+        job.cancel(pipeline=pipe)
+        # rq keeps a job canceled before it ran forever: keep it as long as a failure
+        ttl = job.failure_ttl or settings.DEFAULT_FAILURE_TTL
+        pipe.expire(job.key, ttl)
+        CanceledJobRegistry(job.origin, connection=conn).add(job, ttl=ttl, pipeline=pipe)
+        return False
+
+    if _change(conn, task_id, request_cancel):
+        try:
+            send_stop_job_command(conn, task_id, serializer=SERIALIZER)
+        except InvalidJobOperation:
+            pass  # it just ended; the cancel key covers a retry attempt
     return get(conn, task_id)
 
 
 @_redis_errors
 def retry(conn: redis.Redis, task_id: str) -> dict[str, Any]:
     """Run a failed or canceled task again under the same id, with its attempts counted afresh."""
-    with conn.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(TaskJob.key_for(task_id))
-                job = _fetch(conn, task_id)
-                view = get(conn, task_id)
-                if view["status"] not in ("failed", "canceled"):
-                    raise InvalidTransition(f"Task {task_id} is {view['status']}; only failed or canceled "
-                                            "tasks can be retried.")
-                ttype = get_task_type(job.kwargs["task_type"])
-                job.retries_left = ttype.retry.max_attempts - 1 if ttype.retry.max_attempts > 1 else None
-                job.started_at = job.ended_at = None
-                job._exc_info = ""
-                pipe.multi()
-                pipe.zrem(FailedJobRegistry(job.origin, connection=conn).key, task_id)
-                pipe.zrem(CanceledJobRegistry(job.origin, connection=conn).key, task_id)
-                pipe.delete(keys.cancel_request(task_id), keys.crash_count(task_id), keys.outputs(task_id))
-                pipe.hset(job.key, "meta", SERIALIZER.dumps({"progress": None}))
-                pipe.hdel(job.key, "retries_left")
-                pipe.persist(job.key)
-                queue(conn, job.origin).enqueue_job(job, pipeline=pipe)
-                pipe.execute()
-                break
-            except redis.WatchError:
-                continue
+
+    def requeue(pipe, job: TaskJob) -> None:
+        status = get(conn, task_id)["status"]
+        if status not in ("failed", "canceled"):
+            raise InvalidTransition(f"Task {task_id} is {status}; only failed or canceled tasks can be retried.")
+        ttype = get_task_type(job.kwargs["task_type"])
+        job.retries_left = ttype.retry.max_attempts - 1 if ttype.retry.max_attempts > 1 else None
+        job.started_at = job.ended_at = None
+        job._exc_info = ""
+        pipe.multi()
+        pipe.zrem(FailedJobRegistry(job.origin, connection=conn).key, task_id)
+        pipe.zrem(CanceledJobRegistry(job.origin, connection=conn).key, task_id)
+        pipe.delete(keys.cancel_request(task_id), keys.crash_count(task_id), keys.outputs(task_id))
+        pipe.hset(job.key, "meta", SERIALIZER.dumps({"progress": None}))
+        pipe.hdel(job.key, "retries_left")
+        pipe.persist(job.key)
+        queue(conn, job.origin).enqueue_job(job, pipeline=pipe)
+
+    _change(conn, task_id, requeue)
     return get(conn, task_id)
 
 
 @_redis_errors
 def delete(conn: redis.Redis, task_id: str) -> None:
     """Remove a task that is not running, with its result, files and index entries."""
-    with conn.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(TaskJob.key_for(task_id))
-                job = _fetch(conn, task_id)
-                if job.get_status(refresh=False) == JobStatus.STARTED:
-                    raise InvalidTransition(f"Task {task_id} is running; cancel it first, then delete it.")
-                outputs = conn.hgetall(keys.outputs(task_id))
-                params = (job.kwargs or {}).get("params") or {}
-                pipe.multi()
-                job.delete(pipeline=pipe)
-                pipe.delete(keys.outputs(task_id), keys.cancel_request(task_id), keys.crash_count(task_id))
-                pipe.zrem(keys.task_index(), task_id)
-                pipe.zrem(keys.type_index(job.kwargs.get("task_type", "")), task_id)
-                pipe.execute()
-                break
-            except redis.WatchError:
-                continue
-    for raw in outputs.values():
+
+    def remove(pipe, job: TaskJob) -> tuple[list[bytes], dict]:
+        if job.get_status(refresh=False) == JobStatus.STARTED:
+            raise InvalidTransition(f"Task {task_id} is running; cancel it first, then delete it.")
+        outputs = list(conn.hgetall(keys.outputs(task_id)).values())
+        params = (job.kwargs or {}).get("params") or {}
+        pipe.multi()
+        job.delete(pipeline=pipe)
+        pipe.delete(keys.outputs(task_id), keys.cancel_request(task_id), keys.crash_count(task_id))
+        pipe.zrem(keys.task_index(), task_id)
+        pipe.zrem(keys.type_index(job.kwargs.get("task_type", "")), task_id)
+        return outputs, params
+
+    outputs, params = _change(conn, task_id, remove)
+    for raw in outputs:
         files.delete_file(conn, json.loads(raw)["id"])
     for ref in _file_refs(params):
         files.delete_file(conn, ref["id"])
