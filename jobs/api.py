@@ -37,6 +37,9 @@ PROCESSOR = "jobs.processor.run_task"
 MAX_SCAN = 500
 MAX_LIMIT = 100
 
+#: How often a change to one task is rerun after concurrent writes before giving up.
+MAX_CHANGE_ATTEMPTS = 50
+
 
 def _redis_errors(func):
     """Turn connection failures into one clear RedisUnavailable line."""
@@ -240,8 +243,21 @@ def _change(conn, task_id: str, body) -> Any:
     The body reads the job (fetched after WATCH), raises to refuse, and queues its
     writes after `pipe.multi()`; its return value is returned once they are applied.
     """
-    return conn.transaction(lambda pipe: body(pipe, _fetch(conn, task_id)), TaskJob.key_for(task_id),
-                            value_from_callable=True)
+    attempts = iter(range(MAX_CHANGE_ATTEMPTS))
+
+    def attempt(pipe):
+        if next(attempts, None) is None:
+            raise InvalidTransition(f"Task {task_id} kept changing while being updated; try again.")
+        job = _fetch(conn, task_id)
+        try:
+            return body(pipe, job)
+        except InvalidJobOperation:
+            # rq re-read the job for its own check and found it changed since our WATCH:
+            # the transaction would fail anyway, so run the body again on the new state
+            pipe.reset()  # leaves MULTI, so the rerun can WATCH again
+            raise redis.WatchError(task_id) from None
+
+    return conn.transaction(attempt, TaskJob.key_for(task_id), value_from_callable=True)
 
 
 @_redis_errors

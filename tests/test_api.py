@@ -222,3 +222,33 @@ def test_unreachable_redis_is_one_clear_error():
         jobs.check(dead)
     with pytest.raises(jobs.RedisUnavailable, match="not a Redis URL"):
         jobs.connect("http://example.invalid")
+
+
+@pytest.mark.parametrize("action", ["cancel", "delete"])
+def test_concurrent_cancels_and_deletes_of_one_task_give_one_winner_and_clear_refusals(redis_url, conn, action):
+    import threading
+
+    for _ in range(5):
+        task_id = jobs.submit(conn, "demo", {}, start=False)["id"]
+        outcomes, barrier = [], threading.Barrier(8)
+
+        def hit():
+            client = jobs.connect(redis_url)
+            barrier.wait()
+            try:
+                getattr(jobs, action)(client, task_id)
+                outcomes.append("done")
+            except (jobs.InvalidTransition, jobs.TaskNotFound) as exc:
+                outcomes.append(type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - any other error is the bug this test looks for
+                outcomes.append(repr(exc))
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=hit) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        refusal = "InvalidTransition" if action == "cancel" else "TaskNotFound"
+        assert outcomes.count("done") == 1 and outcomes.count(refusal) == 7, outcomes
