@@ -84,8 +84,9 @@ def valid_task_id(task_id: Any) -> bool:
         ch.isascii() and (ch.isalnum() or ch in "-_") for ch in task_id)
 
 
-def _file_refs(params: dict) -> list[dict]:
-    return [v for v in params.values() if isinstance(v, dict) and set(v) >= {"id", "name", "size"}]
+def _file_refs(params: dict) -> dict[str, dict]:
+    """The file references among validated params, by parameter name."""
+    return {k: v for k, v in params.items() if isinstance(v, dict) and set(v) >= {"id", "name", "size"}}
 
 
 def _retry(ttype: TaskType) -> Retry | None:
@@ -132,7 +133,11 @@ def submit(conn: redis.Redis, type_name: str, params: dict | None = None, *, sta
     clean = ttype.validate(params)
     if delay is not None and not (0 <= delay <= 366 * 86400):
         raise InvalidParams("delay must be between 0 and 31,622,400 seconds.", {"delay": "out of range"})
-    task_id = new_task_id()
+    return _submit(conn, ttype, clean, new_task_id(), start=start, idempotency_key=idempotency_key, delay=delay)
+
+
+def _submit(conn, ttype: TaskType, clean: dict, task_id: str, *, start: bool, idempotency_key: str | None,
+            delay: float | None) -> dict[str, Any]:
     refs = _file_refs(clean)
     if idempotency_key is not None or refs:
         existing = _precheck(conn, task_id, idempotency_key, refs)
@@ -140,7 +145,8 @@ def submit(conn: redis.Redis, type_name: str, params: dict | None = None, *, sta
             view = _idempotent_owner(conn, existing, idempotency_key)
             if view is not None:
                 return view
-            return submit(conn, type_name, params, start=start, idempotency_key=idempotency_key, delay=delay)
+            # the key was freed: claim it again for the same, still unwritten, task
+            return _submit(conn, ttype, clean, task_id, start=start, idempotency_key=idempotency_key, delay=delay)
 
     job = _create_job(conn, ttype, clean, task_id, JobStatus.QUEUED if start else JobStatus.CREATED)
     q = queue(conn, ttype.queue)
@@ -177,15 +183,7 @@ def _idempotent_owner(conn, owner: str, idempotency_key: str) -> dict[str, Any] 
             if time.monotonic() >= deadline or task_age(owner) > IDEMPOTENCY_WAIT:
                 break
             time.sleep(0.01)
-    with conn.pipeline() as pipe:
-        try:
-            pipe.watch(keys.idempotency(idempotency_key))
-            if pipe.get(keys.idempotency(idempotency_key)) == owner.encode():
-                pipe.multi()
-                pipe.delete(keys.idempotency(idempotency_key))
-                pipe.execute()
-        except redis.WatchError:
-            pass  # another submit freed or re-claimed it: the retry sees the new owner
+    _release_key(conn, idempotency_key, owner)  # unless another submit freed or re-claimed it meanwhile
     return None
 
 
@@ -197,24 +195,52 @@ def task_age(task_id: str) -> float:
         return float("inf")
 
 
-def _precheck(conn, task_id: str, idempotency_key: str | None, refs: list[dict]) -> str | None:
-    """One round trip: check file params are stored and claim the idempotency key."""
+def _precheck(conn, task_id: str, idempotency_key: str | None, refs: dict[str, dict]) -> str | None:
+    """One round trip: claim the file params for this task and the idempotency key.
+
+    Returns the task that already owns the key, if another does; raises
+    InvalidParams (and frees the key again) when a file cannot be claimed.
+    """
     with conn.pipeline(transaction=False) as pipe:
-        for ref in refs:
-            pipe.exists(f"{settings.KEY_PREFIX}file:{ref['id']}")
         if idempotency_key is not None:
             pipe.set(keys.idempotency(idempotency_key), task_id, nx=True, ex=settings.IDEMPOTENCY_TTL)
             pipe.get(keys.idempotency(idempotency_key))
+        for ref in refs.values():
+            files.queue_claim(pipe, ref, task_id)
         replies = pipe.execute()
-    for ref, exists in zip(refs, replies):
-        if not exists:
-            raise InvalidParams(f"File {ref['name']!r} is no longer stored; upload it again.",
-                                {"file": f"{ref['name']} is no longer stored; upload it again"})
     if idempotency_key is not None:
-        owner = replies[-1].decode() if replies[-1] else task_id
+        owner = replies[1].decode() if replies[1] else task_id
         if owner != task_id:
             return owner
+        replies = replies[2:]
+    try:
+        for (field, ref), reply in zip(refs.items(), replies):
+            files.check_claim(field, ref, reply, task_id)
+    except InvalidParams:
+        if idempotency_key is not None:
+            _release_key(conn, idempotency_key, task_id)
+        raise
     return None
+
+
+def _claim_files(conn, task_id: str, refs: dict[str, dict]) -> None:
+    """Claim newly named file params for a task (one round trip, none without files)."""
+    if not refs:
+        return
+    with conn.pipeline(transaction=False) as pipe:
+        for ref in refs.values():
+            files.queue_claim(pipe, ref, task_id)
+        replies = pipe.execute()
+    for (field, ref), reply in zip(refs.items(), replies):
+        files.check_claim(field, ref, reply, task_id)
+
+
+#: Deletes an idempotency key only while it still names the given task.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _release_key(conn, idempotency_key: str, task_id: str) -> None:
+    conn.eval(_RELEASE, 1, keys.idempotency(idempotency_key), task_id)
 
 
 @_redis_errors
@@ -272,7 +298,10 @@ def start(conn: redis.Redis, task_id: str, params: dict | None = None) -> dict[s
                                     "only tasks created with start=false can be.")
         if params:
             kwargs = dict(job.kwargs)
-            kwargs["params"] = get_task_type(kwargs["task_type"]).validate({**kwargs["params"], **params})
+            merged = get_task_type(kwargs["task_type"]).validate({**kwargs["params"], **params})
+            _claim_files(conn, task_id, {name: ref for name, ref in _file_refs(merged).items()
+                                         if ref != kwargs["params"].get(name)})
+            kwargs["params"] = merged
             job.kwargs = kwargs
         pipe.multi()
         pipe.persist(job.key)
@@ -419,5 +448,5 @@ def delete(conn: redis.Redis, task_id: str) -> None:
     outputs, params = _change(conn, task_id, remove)
     for raw in outputs:
         files.delete_file(conn, json.loads(raw)["id"])
-    for ref in _file_refs(params):
+    for ref in _file_refs(params).values():
         files.delete_file(conn, ref["id"])

@@ -206,8 +206,30 @@ def delete_file(conn: redis.Redis, file_id: str) -> None:
         shutil.rmtree(folder / file_id, ignore_errors=True)
 
 
-def require_stored(conn: redis.Redis, ref: InputFile) -> None:
-    """Raise InvalidParams if a file parameter points at nothing stored."""
-    if not conn.exists(_meta_key(ref.id)):
-        raise InvalidParams(f"File {ref.name!r} is not stored (expired or never uploaded); upload it again.",
-                            {"file": "is not stored; upload it again"})
+#: Claims a stored file for one task, atomically: a file belongs to the first task
+#: that names it, so deleting one task can never remove another task's input.
+_CLAIM = """
+if redis.call('exists', KEYS[1]) == 0 then return false end
+redis.call('hsetnx', KEYS[1], 'task', ARGV[1])
+return redis.call('hmget', KEYS[1], 'task', 'name', 'size', 'content_type')
+"""
+
+
+def queue_claim(pipe, ref: dict, task_id: str) -> None:
+    """Queue, on a pipeline, the claim of a stored file for `task_id` (its reply goes to check_claim)."""
+    pipe.eval(_CLAIM, 1, _meta_key(ref["id"]), task_id)
+
+
+def check_claim(field: str, ref: dict, reply, task_id: str) -> None:
+    """Raise InvalidParams unless the file is stored and belongs to `task_id`; take its stored name and size.
+
+    The name and size a client put in a reference are not trusted: the stored ones replace them.
+    """
+    if not reply:
+        raise InvalidParams(f"File {ref['name']!r} is no longer stored; upload it again.",
+                            {field: "is no longer stored; upload it again"})
+    owner, name, size, content_type = (None if value is None else value.decode() for value in reply)
+    if owner != task_id:
+        raise InvalidParams(f"File {ref['name']!r} was uploaded for another task; upload it again for this one.",
+                            {field: "belongs to another task; upload it again"})
+    ref.update(name=name, size=int(size), content_type=content_type)

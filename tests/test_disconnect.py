@@ -179,3 +179,26 @@ def test_stalled_and_short_bodies_get_4xx_and_free_their_thread(web, conn):
     assert jobs.list_tasks(conn)["tasks"] == []
     assert proc.poll() is None
     assert "Traceback" not in log.read_text()
+
+
+def test_a_chunked_json_body_is_capped_like_one_with_a_length(web, conn):
+    port, log, _ = web
+
+    def post_chunked(body: bytes) -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+            connection.request("POST", "/api/tasks", body=chunks, encode_chunked=True,
+                               headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    padding = "x" * (1024 * 1024)  # an unknown field, so a parsed body would get 422
+    status, answer = post_chunked(json.dumps({"type": "demo", "pad": padding}).encode())
+    assert status == 413 and answer["error"]["code"] == "request_too_large"
+    assert "1024 KiB" in answer["error"]["message"]
+    status, answer = post_chunked(json.dumps({"type": "demo", "params": {"steps": 1}}).encode())
+    assert status == 202 and answer["status"] == "queued"
+    assert "Traceback" not in log.read_text()

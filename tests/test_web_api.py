@@ -358,8 +358,8 @@ MALFORMED = [
     ("post", "/api/tasks", {"data": "", "content_type": "application/json"}, 400),
     ("post", "/api/tasks", {"data": "type=demo", "content_type": "text/plain"}, 400),
     ("post", "/api/tasks", {"data": '{"type": "demo"}'}, 400),
-    ("post", "/api/tasks", {"data": "--x\r\nbroken", "content_type": "multipart/form-data; boundary=x"}, 422),
-    ("post", "/api/tasks", {"data": "--x", "content_type": "multipart/form-data"}, 422),
+    ("post", "/api/tasks", {"data": "--x\r\nbroken", "content_type": "multipart/form-data; boundary=x"}, 400),
+    ("post", "/api/tasks", {"data": "--x", "content_type": "multipart/form-data"}, 400),
     ("post", "/api/tasks", {"json": {"type": "nope"}}, 422),
     ("post", "/api/tasks", {"json": {"type": ["demo"]}}, 422),
     ("post", "/api/tasks", {"json": {"type": None}}, 422),
@@ -520,3 +520,43 @@ def test_every_setting_is_documented():
     doc = (ROOT / "docs" / "configuration.md").read_text()
     rows = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", doc, flags=re.M))
     assert names - rows == set(), "document these in docs/configuration.md"
+
+
+# --- files belong to one task; form bodies that cannot be read --------------------------------
+
+def test_a_stored_file_belongs_to_the_task_it_was_uploaded_for(client, conn):
+    first = client.post("/api/tasks", data={"type": "web_kinds", "label": "a", "start": "false",
+                                            "upload": (io.BytesIO(b"12345"), "mine.txt")})
+    assert first.status_code == 202
+    ref = first.json["params"]["upload"]
+    # another task naming that file (its id is in the first task's view) is refused, whatever it claims
+    stolen = {**ref, "name": "other.txt", "size": 1}
+    error = assert_error(client.post("/api/tasks", json={"type": "web_kinds", "start": False,
+                                                         "params": {"label": "b", "upload": stolen}}),
+                         422, "invalid_params")
+    assert "another task" in error["message"] and "upload" in error["fields"]
+    pending = client.post("/api/tasks", json={"type": "web_kinds", "start": False, "params": {"label": "c"}})
+    error = assert_error(client.post(f"/api/tasks/{pending.json['id']}/start", json={"params": {"upload": stolen}}),
+                         422, "invalid_params")
+    assert "another task" in error["message"]
+    assert client.get(f"/api/tasks/{pending.json['id']}").json["status"] == "pending"
+    assert client.delete(f"/api/tasks/{pending.json['id']}").status_code == 204
+    # the first task's input is intact and still its own
+    assert jobs.files.file_info(conn, ref["id"])["name"] == "mine.txt"
+    assert client.post(f"/api/tasks/{first.json['id']}/start").status_code == 200
+
+
+def test_start_refuses_fields_it_does_not_know(client):
+    pending = submit(client, start=False)
+    error = assert_error(client.post(f"/api/tasks/{pending['id']}/start", json={"parms": {"steps": 2}}),
+                         422, "invalid_params")
+    assert "parms" in error["fields"]
+    assert client.get(f"/api/tasks/{pending['id']}").json["status"] == "pending"
+
+
+def test_a_form_with_too_many_parts_says_so(client, conn):
+    fields = {"type": "demo", **{f"f{n}": "1" for n in range(1200)}}
+    error = assert_error(client.post("/api/tasks", data=fields, content_type="multipart/form-data"),
+                         413, "request_too_large")
+    assert "more than 1000 parts" in error["message"]
+    assert conn.llen("rq:queue:default") == 0

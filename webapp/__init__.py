@@ -15,6 +15,7 @@ import jobs
 
 from . import config as settings
 from .config import ConfigError
+from .requests import AppRequest
 from .slowbody import BodyDeadline
 
 __all__ = ["ConfigError", "create_app"]
@@ -25,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from . import api, dashboard, errors, health, pages, security
 
     app = Flask(__name__)
+    app.request_class = AppRequest
     app.json.sort_keys = False  # views keep their documented field order, and sorting costs time per response
     app.config.update(settings.load(config))
     try:

@@ -54,11 +54,15 @@ def json_object(optional: bool = False) -> dict:
         return {}
     if request.mimetype != "application/json":
         raise BadRequest("Send a JSON object with Content-Type: application/json.")
+    too_large = RequestEntityTooLarge(f"JSON bodies are limited to {MAX_JSON_BYTES // 1024} KiB; send files "
+                                      "as multipart/form-data parts instead.")
     if (request.content_length or 0) > MAX_JSON_BYTES:
-        raise RequestEntityTooLarge(f"JSON bodies are limited to {MAX_JSON_BYTES // 1024} KiB; send files "
-                                    "as multipart/form-data parts instead.")
+        raise too_large
+    raw = request.stream.read(MAX_JSON_BYTES + 1)  # a chunked body has no Content-Length to check first
+    if len(raw) > MAX_JSON_BYTES:
+        raise too_large
     try:
-        body = json.loads(request.get_data(cache=True))
+        body = json.loads(raw)
     except RecursionError:
         raise BadRequest("The JSON body is nested too deeply; send a flat JSON object.") from None
     except ValueError as exc:
@@ -183,6 +187,10 @@ def get_task(task_id: str):
 def start_task(task_id: str):
     """Queue a pending task, optionally with new values for some params."""
     body = json_object(optional=True)
+    unknown = sorted(set(body) - {"params"})
+    if unknown:
+        raise jobs.InvalidParams(f"Unknown field(s) {', '.join(unknown)}; a start request has only `params`.",
+                                 {k: "is not a start field" for k in unknown})
     return jsonify(jobs.start(conn(), task_id, body.get("params")))
 
 
