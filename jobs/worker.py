@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 
 import redis
-from rq import Queue
+from rq import Queue, worker_registration
 from rq.utils import now
 from rq.worker import HerokuWorker
 
@@ -78,7 +78,17 @@ class TaskWorker(HerokuWorker):
         reap_lost_tasks(self.connection, self.queue_names())
         trim_canceled(self.connection, self.queue_names())
         self._restart_dead_scheduler()
+        self._register_again_if_forgotten()
         self._last_reaped = now()
+
+    def _register_again_if_forgotten(self) -> None:
+        """Redis restarted without its data: register again, or health checks and the dashboard see no worker."""
+        if self.connection.sismember(worker_registration.REDIS_WORKER_KEYS, self.key):
+            return
+        self.log.warning("Worker %s: Redis lost this worker's registration (restarted without its data?); "
+                         "registering again", self.name)
+        self.connection.delete(self.key)  # only the heartbeat's partial hash is left
+        self.register_birth()
 
     def run_maintenance_tasks(self):
         try:

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rq import Worker
 
 import jobs
 from jobs.connection import SERIALIZER
@@ -548,6 +550,26 @@ def test_busy_worker_survives_a_redis_outage(tmp_path):
         assert view["status"] == "completed", view["error"]
         fresh = jobs.submit(client, "demo", {"steps": 1, "step_seconds": 0})
         assert wait_status(client, fresh["id"], "completed", timeout=20)
+
+
+@pytest.mark.integration
+def test_workers_register_again_after_redis_comes_back_empty(tmp_path):
+    # Was a bug: after Redis restarted without its data, workers kept running tasks but never re-registered,
+    # so /healthz said "no worker is alive" (503) and the dashboard listed none, for as long as they ran.
+    with restartable_redis(tmp_path) as (url, client, pool, restart, stop, start):
+        pool.start(1)
+        app = make_app(url)
+        try:
+            stop()
+            shutil.rmtree(tmp_path / "redis")  # the data is gone
+            start()
+            wait_for(lambda: Worker.count(connection=client) == 1, timeout=15, message="the worker to register again")
+            health = app.test_client().get("/healthz")
+            assert health.status_code == 200, health.json
+            fresh = jobs.submit(client, "demo", {"steps": 1, "step_seconds": 0})
+            assert wait_status(client, fresh["id"], "completed", timeout=20)
+        finally:
+            app.extensions["jobs_redis"].close()
 
 
 # --- slow clients against real gunicorn ----------------------------------------------------
