@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 
@@ -10,7 +11,10 @@ import pytest
 from rq.registry import FailedJobRegistry
 
 import jobs
+from jobs import files
 from jobs.connection import SERIALIZER
+from jobs.rqjob import TaskJob
+from tests.browser_helpers import CHROMIUM, CHROMIUM_MISSING, WebServer, launch_chromium
 from tests.conftest import wait_for, wait_status
 from tests.web_helpers import make_app, run_queued
 from tests.web_task_fixtures import WEB_WORKER_ENV
@@ -62,7 +66,9 @@ def test_a_second_app_leaves_the_first_intact(app, client, redis_url):
     assert closed.get("/rq/", headers=AUTH).status_code == 404
     import rq_dashboard.web as web
 
-    assert web.blueprint.before_request_funcs[None] == [web.push_rq_connection]  # the shared blueprint is untouched
+    # the shared blueprint is untouched: no hooks or template changes of ours on it
+    assert web.blueprint.before_request_funcs[None] == [web.push_rq_connection]
+    assert "<%=" in web.blueprint.jinja_loader.get_source(None, "rq_dashboard/job.html")[0]
 
 
 def test_dashboard_pages_allow_its_inline_scripts_only_under_rq(client):
@@ -211,3 +217,79 @@ def test_delete_of_a_running_task_is_refused(client, conn, workers):
     assert jobs.get(conn, view["id"])["status"] == "processing"
     jobs.cancel(conn, view["id"])
     wait_status(conn, view["id"], "canceled")
+
+
+# --- HTML in task data is shown as text ------------------------------------------------------------
+
+IMG = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def planted(conn):
+    """Tasks carrying HTML in their failure message, params, progress message and results; {what: id}."""
+    ids = {"failed": jobs.submit(conn, "demo", {"steps": 2, "step_seconds": 0, "fail_at_step": 1,
+                                                "failure_message": IMG})["id"],
+           "result": jobs.submit(conn, "web_kinds", {"label": IMG})["id"]}
+    csv = files.store_file(conn, io.BytesIO(f"{IMG},b\n1,2\n3,4\n".encode()), "x.csv", ttl=600).model_dump()
+    ids["csv"] = jobs.submit(conn, "csv_profile", {"file": csv, "header": "yes"})["id"]
+    run_queued(conn)
+    # No built-in task puts its input into a progress message, but a task type may: write one as it would.
+    ids["progress"] = jobs.submit(conn, "demo", {"failure_message": IMG}, start=False)["id"]
+    job = TaskJob.fetch(ids["progress"], connection=conn, serializer=SERIALIZER)
+    job.meta["progress"] = {"percent": 50.0, "done": None, "total": None, "message": IMG}
+    job.save_meta()
+    return ids
+
+
+def test_job_data_keeps_the_text_and_every_template_escapes_it(client, conn, planted):
+    data = {name: client.get(f"/rq/0/data/job/{task_id}.json", headers=AUTH).json for name, task_id in planted.items()}
+    # The data URLs carry the text as sent (escaping it there would show &lt; where the list escapes again) ...
+    assert IMG in data["failed"]["exc_info"] and json.loads(data["failed"]["metadata"])["error"]["message"] == IMG
+    assert data["result"]["result"]["label"] == IMG and IMG in json.dumps(data["csv"]["result"])
+    assert json.loads(data["progress"]["metadata"])["progress"]["message"] == IMG
+    # ... and every underscore template of every page escapes what it inserts: <%- %>, never <%= %> or print().
+    for url in ("/rq/0/view/queues", "/rq/0/view/workers", "/rq/0/view/jobs/default/failed/8/asc/1",
+                f"/rq/0/view/job/{planted['failed']}"):
+        page = client.get(url, headers=AUTH, follow_redirects=True).get_data(as_text=True)
+        templates = re.findall(r'<script name="[^"]+" type="text/template">(.*?)</script>', page, re.S)
+        assert templates, url
+        for template in templates:
+            assert "<%=" not in template and "print(" not in template, (url, template)
+            assert not re.search(r"<%-[^%]*\.text\(", template), (url, template)  # escaped once, not twice
+
+
+@pytest.fixture(scope="module")
+def dashboard_server(redis_url, tmp_path_factory):
+    """The Procfile's web process with the dashboard on; started only by the browser test."""
+    web = WebServer(redis_url, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log",
+                    env={"RQ_DASHBOARD_USERNAME": "ops", "RQ_DASHBOARD_PASSWORD": "s3cret"})
+    web.start()
+    yield web
+    web.stop()
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+def test_html_in_task_data_shows_as_text_in_a_browser(request, conn, planted):
+    if not CHROMIUM.exists():
+        pytest.skip(CHROMIUM_MISSING)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    server = request.getfixturevalue("dashboard_server")
+    expect = sync_api.expect
+    dialogs = []
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        context = browser.new_context(base_url=server.url, http_credentials={"username": "ops", "password": "s3cret"})
+        page = context.new_page()
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        for name, task_id in planted.items():
+            page.goto(f"/rq/0/view/job/{task_id}")
+            expect(page.locator("#job-data")).to_contain_text(IMG, timeout=10_000)  # as typed, not &lt;img
+            assert page.locator("#job-data img").count() == 0, name
+        page.goto("/rq/0/view/jobs/default/failed/8/asc/1")
+        row = page.locator(f'tr[data-job-id="{planted["failed"]}"]')
+        expect(row.locator("pre.exc_info")).to_contain_text(IMG, timeout=10_000)  # escaped once, not twice
+        assert page.locator("table img").count() == 0
+        page.wait_for_timeout(300)  # time for an onerror to fire, had an image been made
+        browser.close()
+    assert dialogs == []

@@ -9,6 +9,10 @@ and has faults with JSON-serialized jobs. Everything below is per app, so buildi
 a second app (as every test does) changes nothing for the first:
 - the serializer is set on rq_dashboard.web.config (the only place its views read
   it); the value is the same for every app;
+- its templates come through this app's loader, which makes every underscore
+  `<%= %>` (inserts HTML) a `<%- %>` (inserts text): its pages draw task errors,
+  params, progress messages and results, all user-controlled, and the /rq CSP has to
+  allow inline script;
 - the blueprint's before_request (which reconnects to Redis per request and raises
   LookupError, a 500, for /rq/1/...) is replaced in this app by ours: auth, a
   same-origin check on POSTs, and our own Redis client;
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 
 from flask import Flask, Response, abort, current_app, jsonify, request
+from jinja2 import BaseLoader, ChoiceLoader, TemplateNotFound
 from rq import Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
@@ -64,6 +70,8 @@ def mount(app: Flask) -> None:
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     app.register_blueprint(web.blueprint, url_prefix="/rq")
     csrf.exempt(web.blueprint)
+    # The app's loader is asked before the blueprint's, so ours serves rq_dashboard/*.
+    app.jinja_loader = ChoiceLoader([EscapingLoader(web.blueprint.jinja_loader), app.jinja_loader])
     app.redis_conn = app.extensions["jobs_redis"]
     app.before_request_funcs[ENDPOINT] = [functools.partial(_guard, creds)]
     views = app.view_functions
@@ -73,6 +81,27 @@ def mount(app: Flask) -> None:
     views[f"{ENDPOINT}.requeue_job_view"] = requeue_job
     views[f"{ENDPOINT}.delete_job_view"] = delete_job
     views[f"{ENDPOINT}.requeue_all"] = _post_only(views[f"{ENDPOINT}.requeue_all"])
+
+
+class EscapingLoader(BaseLoader):
+    """rq-dashboard's templates with every underscore `<%= %>` (inserts HTML) made `<%- %>` (inserts text)."""
+
+    #: Its jobs list escapes two fields by hand; escaped twice, a "<" would show as "&lt;".
+    HAND_ESCAPED = re.compile(r"\$\('<div/>'\)\.text\(([\w.]+)\)\.html\(\)")
+
+    def __init__(self, loader: BaseLoader):
+        self.loader = loader
+
+    def get_source(self, environment, template):
+        """The template's source, its underscore output escaped."""
+        if not template.startswith("rq_dashboard/"):
+            raise TemplateNotFound(template)
+        source, filename, uptodate = self.loader.get_source(environment, template)
+        return self.HAND_ESCAPED.sub(r"\1", source).replace("<%=", "<%-"), filename, uptodate
+
+    def list_templates(self) -> list[str]:
+        """rq-dashboard's template names."""
+        return [name for name in self.loader.list_templates() if name.startswith("rq_dashboard/")]
 
 
 def _guard(creds: tuple[str, str]):

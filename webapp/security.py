@@ -2,8 +2,11 @@
 
 Our pages run no inline script: CSP `script-src 'self'`. rq-dashboard's pages are
 built on inline scripts and underscore templates (compiled with `new Function`),
-so under /rq only, scripts may also be inline or eval'd; that area is behind HTTP
-basic auth and shows no user-supplied HTML.
+so under /rq only, scripts may also be inline or eval'd. That area is behind HTTP
+basic auth, but it does show user-supplied text (task errors, params, progress
+messages, results), so the CSP cannot stop markup in it from running: the
+dashboard's templates are served with every value HTML-escaped instead (see
+webapp/dashboard.py).
 """
 
 from __future__ import annotations
