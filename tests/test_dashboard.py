@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+import socket
 
 import pytest
 from rq.registry import FailedJobRegistry
@@ -66,8 +67,9 @@ def test_a_second_app_leaves_the_first_intact(app, client, redis_url):
     assert closed.get("/rq/", headers=AUTH).status_code == 404
     import rq_dashboard.web as web
 
-    # the shared blueprint is untouched: no hooks or template changes of ours on it
+    # the shared blueprint is untouched: no hooks, error handlers or template changes of ours on it
     assert web.blueprint.before_request_funcs[None] == [web.push_rq_connection]
+    assert dict(web.blueprint.error_handler_spec) == {}
     assert "<%=" in web.blueprint.jinja_loader.get_source(None, "rq_dashboard/job.html")[0]
 
 
@@ -217,6 +219,78 @@ def test_delete_of_a_running_task_is_refused(client, conn, workers):
     assert jobs.get(conn, view["id"])["status"] == "processing"
     jobs.cancel(conn, view["id"])
     wait_status(conn, view["id"], "canceled")
+
+
+# --- malformed URLs and Redis outages: 400/404/503, never a 500 ---------------------------------
+
+MALFORMED = [
+    ("get", "/rq/0/data/jobs/default/failed/abc/asc/1.json", 400),
+    ("get", "/rq/0/data/jobs/default/failed/8/asc/abc.json", 400),
+    ("get", "/rq/0/data/jobs/default/failed/0/asc/1.json", 400),
+    ("get", "/rq/0/data/jobs/default/failed/8/asc/0.json", 400),
+    ("get", "/rq/0/data/jobs/default/failed/8/sideways/1.json", 400),
+    ("get", "/rq/0/data/jobs/default/failed/99999999999999999999/asc/99999999999999999999.json", 400),
+    ("get", "/rq/0/data/jobs/default/queued/8/dsc/99999999999999999999.json", 400),
+    ("get", "/rq/0/data/jobs/default/nope/8/asc/1.json", 404),
+    ("get", "/rq/0/data/jobs/nope/failed/8/asc/1.json", 404),
+    ("get", "/rq/0/view/jobs/default/nope/8/asc/1", 404),
+    ("get", "/rq/0/view/jobs/default/failed/0/asc/1", 400),
+    ("get", "/rq/0/view/jobs/x'+alert(1)+'/queued/8/asc/1", 404),  # was reflected into a script unescaped
+    ("get", "/rq/0/data/job/%FF.json", 404),
+    ("get", "/rq/0/data/job/%00.json", 404),
+    ("get", "/rq/0/view/job/%00", 404),
+    ("get", "/rq/0/view/job/%FF", 404),
+    ("post", "/rq/queue/nope/compact", 404),
+    ("post", "/rq/queue/default/nope/empty", 404),
+    ("post", "/rq/requeue/nope", 404),
+    ("post", "/rq/job/%FF/delete", 404),
+    ("post", "/rq/job/%00/requeue", 404),
+]
+
+
+def test_malformed_dashboard_urls_are_400_or_404_with_a_message(app, client, conn):
+    jobs.submit(conn, "demo", {})
+    for method, url, status in MALFORMED:
+        response = getattr(client, method)(url, headers=XHR)
+        assert response.status_code == status, (url, response.data[:300])
+        if method == "post" or url.endswith(".json"):
+            assert response.mimetype == "application/json" and response.json["error"]["message"], url
+        else:
+            assert response.mimetype == "text/html", url
+    assert app.extensions["webapp_unhandled"] == []
+
+
+def test_compact_of_a_queue_without_jobs_and_with_expired_ones(app, client, conn):
+    assert client.post("/rq/queue/default/compact", headers=XHR).status_code == 200  # no list in Redis yet
+    kept, gone = jobs.submit(conn, "demo", {})["id"], jobs.submit(conn, "demo", {})["id"]
+    _expire(conn, gone)
+    assert client.post("/rq/queue/default/compact", headers=XHR).json == {"status": "OK", "removed": 1}
+    assert [i.decode() for i in conn.lrange("rq:queue:default", 0, -1)] == [kept]
+    assert app.extensions["webapp_unhandled"] == []
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_redis_down_is_a_503_page_or_our_json_503(conn):
+    app = make_app(f"redis://127.0.0.1:{_dead_port()}/0", RQ_DASHBOARD_USERNAME="ops", RQ_DASHBOARD_PASSWORD="s3cret")
+    client = app.test_client()
+    for url in ("/rq/", "/rq/0/view/workers", "/rq/0/view/jobs/default/failed/8/asc/1", "/rq/0/view/job/abc"):
+        page = client.get(url, headers=AUTH)
+        assert page.status_code == 503 and page.mimetype == "text/html", url
+        assert "Cannot reach Redis" in page.get_data(as_text=True), url
+    for method, url in [("get", "/rq/0/data/queues.json"), ("get", "/rq/0/data/workers.json"),
+                        ("get", "/rq/0/data/jobs/default/failed/8/asc/1.json"), ("get", "/rq/0/data/job/abc.json"),
+                        ("post", "/rq/job/abc/delete"), ("post", "/rq/job/abc/requeue"),
+                        ("post", "/rq/requeue/default"), ("post", "/rq/queue/default/failed/empty"),
+                        ("post", "/rq/queue/default/compact")]:
+        response = getattr(client, method)(url, headers=XHR)
+        assert response.status_code == 503 and response.mimetype == "application/json", url
+        assert response.json["error"]["code"] == "redis_unavailable" and "REDIS_URL" in response.json["error"]["message"]
+    assert app.extensions["webapp_unhandled"] == []
 
 
 # --- HTML in task data is shown as text ------------------------------------------------------------

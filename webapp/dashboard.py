@@ -15,13 +15,18 @@ a second app (as every test does) changes nothing for the first:
   allow inline script;
 - the blueprint's before_request (which reconnects to Redis per request and raises
   LookupError, a 500, for /rq/1/...) is replaced in this app by ours: auth, a
-  same-origin check on POSTs, and our own Redis client;
-- four views are replaced in this app: the workers data (it read each worker's
-  current job with pickle: a 500 while any task runs), the job page and job data
-  (an unknown or expired id was a 500; now 404), requeue (a job that is not failed
-  was a 500; now 409) and delete (now through jobs.delete, so our index and files go
-  too, and a running task is refused with 409 instead of being pulled from under its
-  worker); "requeue all" only answers POST.
+  same-origin check on POSTs, our own Redis client, and the path parts checked before
+  any view runs (rq-dashboard turned bad ones into 500s; now 400 or 404);
+- error handlers for the blueprint, in this app: its data URLs and actions answer
+  errors in our JSON shape, its pages with a plain page; Redis down is a 503 for both
+  (its queues page said "Connection Error" with a 200);
+- views replaced in this app: the workers data (it read each worker's current job
+  with pickle: a 500 while any task runs); requeue through jobs.retry (a job that is
+  not failed was a 500; now 409); delete through jobs.delete, so our index and files
+  go too and a running task is refused (409) instead of being pulled from under its
+  worker; compact without rq's rename of the queue (a 500 on an empty queue, and jobs
+  lost if the process died halfway); "requeue all" only answers POST. Unknown or
+  expired job ids are a 404.
 """
 
 from __future__ import annotations
@@ -30,19 +35,35 @@ import functools
 import hmac
 import re
 
+import redis
 from flask import Flask, Response, abort, current_app, jsonify, request
 from jinja2 import BaseLoader, ChoiceLoader, TemplateNotFound
-from rq import Worker
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import JOB_ID_PATTERN
+from rq.registry import (CanceledJobRegistry, DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry,
+                         ScheduledJobRegistry, StartedJobRegistry)
+from werkzeug.exceptions import Conflict, HTTPException, NotFound, ServiceUnavailable
 
 import jobs
-from jobs.connection import SERIALIZER
+from jobs import settings as job_settings
+from jobs.connection import SERIALIZER, queue, unavailable
 from jobs.rqjob import TaskJob
 
+from .errors import HTTP_CODES, error_response
 from .security import csrf
 
 DEV_USERNAME = DEV_PASSWORD = "admin"
 ENDPOINT = "rq_dashboard"
+
+#: The registries the dashboard's URLs name, besides "queued" (the queue itself).
+REGISTRIES = {"failed": FailedJobRegistry, "deferred": DeferredJobRegistry, "started": StartedJobRegistry,
+              "finished": FinishedJobRegistry, "scheduled": ScheduledJobRegistry, "canceled": CanceledJobRegistry}
+#: The jobs page's own "On page" field allows 1 to 200.
+MAX_PER_PAGE = 200
+#: Keeps (page - 1) * per_page within the list indexes Redis accepts.
+MAX_PAGE = 10**9
+WHOLE_NUMBER = re.compile(r"[0-9]{1,10}")
 
 
 def credentials(app: Flask) -> tuple[str, str] | None:
@@ -74,13 +95,19 @@ def mount(app: Flask) -> None:
     app.jinja_loader = ChoiceLoader([EscapingLoader(web.blueprint.jinja_loader), app.jinja_loader])
     app.redis_conn = app.extensions["jobs_redis"]
     app.before_request_funcs[ENDPOINT] = [functools.partial(_guard, creds)]
+    handlers = app.error_handler_spec[ENDPOINT][None]  # this app's handlers for the blueprint, not the blueprint's
+    handlers[HTTPException] = _error
+    handlers[NoSuchJobError] = lambda exc: _error(NotFound("No such job: it expired or was deleted."))
+    handlers[jobs.TaskNotFound] = handlers[jobs.InvalidTransition] = _refused
+    for cls in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, jobs.RedisUnavailable):
+        handlers[cls] = _redis_down
     views = app.view_functions
+    views[f"{ENDPOINT}.queues_overview"] = _ping_first(views[f"{ENDPOINT}.queues_overview"])
     views[f"{ENDPOINT}.list_workers"] = list_workers
-    views[f"{ENDPOINT}.job_view"] = _not_found_as_404(views[f"{ENDPOINT}.job_view"])
-    views[f"{ENDPOINT}.job_info"] = _not_found_as_404(views[f"{ENDPOINT}.job_info"])
     views[f"{ENDPOINT}.requeue_job_view"] = requeue_job
-    views[f"{ENDPOINT}.delete_job_view"] = delete_job
     views[f"{ENDPOINT}.requeue_all"] = _post_only(views[f"{ENDPOINT}.requeue_all"])
+    views[f"{ENDPOINT}.delete_job_view"] = delete_job
+    views[f"{ENDPOINT}.compact_queue"] = compact_queue
 
 
 class EscapingLoader(BaseLoader):
@@ -105,7 +132,7 @@ class EscapingLoader(BaseLoader):
 
 
 def _guard(creds: tuple[str, str]):
-    """Basic auth, one Redis instance, and POSTs only from the dashboard's own pages."""
+    """Basic auth, one Redis instance, POSTs only from the dashboard's own pages, and sound path parts."""
     auth = request.authorization
     user, password = creds
     if (auth is None or auth.type != "basic"
@@ -121,16 +148,61 @@ def _guard(creds: tuple[str, str]):
         return Response("Dashboard actions must come from the dashboard's own pages.", 403,
                         {"Content-Type": "text/plain"})
     current_app.redis_conn = current_app.extensions["jobs_redis"]
+    _check_path(request.view_args or {})
     return None
 
 
-def _not_found_as_404(view):
+def _check_path(args: dict) -> None:
+    """Refuse the path parts rq-dashboard's views would turn into a 500, before they run."""
+    if "job_id" in args and not JOB_ID_PATTERN.fullmatch(args["job_id"]):
+        abort(404, "No such job: job ids are made of letters, digits, - and _.")
+    if args.get("registry_name", "queued") not in ("queued", *REGISTRIES):
+        abort(404, f"No registry {args['registry_name']!r}; use one of: queued, {', '.join(REGISTRIES)}.")
+    for name, limit in (("per_page", MAX_PER_PAGE), ("page", MAX_PAGE)):
+        if name in args and not (WHOLE_NUMBER.fullmatch(str(args[name])) and 1 <= int(args[name]) <= limit):
+            abort(400, f"{name} must be a whole number from 1 to {limit}.")
+    if args.get("order", "asc") not in ("asc", "dsc"):
+        abort(400, "order must be asc (oldest first) or dsc (newest first).")
+    # Only queues that exist: its jobs page also writes the name into a script unescaped.
+    name = args.get("queue_name")
+    if name is not None and name not in job_settings.QUEUES and not current_app.redis_conn.sismember(
+            Queue.redis_queues_keys, Queue.redis_queue_namespace_prefix + name):
+        abort(404, f"No queue {name!r}.")
+
+
+def _wants_json() -> bool:
+    """The data URLs and the actions are read by the dashboard's scripts; its pages by people."""
+    return request.path.endswith(".json") or request.method == "POST"
+
+
+def _error(exc: HTTPException, code: str | None = None):
+    """Our JSON error shape for the dashboard's scripts, Werkzeug's plain page for people."""
+    if not _wants_json():
+        return exc.get_response()
+    return error_response(exc.code, code or HTTP_CODES.get(exc.code) or exc.name.lower().replace(" ", "_"),
+                          exc.description)
+
+
+def _refused(exc: jobs.JobsError):
+    """An action on a task that is gone (404) or in a state that does not allow it (409)."""
+    return _error((NotFound if isinstance(exc, jobs.TaskNotFound) else Conflict)(str(exc)), exc.code)
+
+
+def _redis_down(exc: Exception):
+    """Redis cannot be reached: a 503 that says where and what to do."""
+    if not isinstance(exc, jobs.RedisUnavailable):
+        exc = unavailable(current_app.extensions["jobs_redis"], exc)
+    current_app.logger.warning("Redis unavailable: %s", exc)
+    return _error(ServiceUnavailable(str(exc)), exc.code)
+
+
+def _ping_first(view):
+    """The queues page catches Redis errors itself (answering 200): find them out before it runs."""
+
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except NoSuchJobError:
-            return jsonify(status="ERROR", message="No such job: it expired or was deleted."), 404
+        jobs.check(current_app.redis_conn)
+        return view(*args, **kwargs)
 
     return wrapper
 
@@ -143,6 +215,11 @@ def _post_only(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _ok(**fields):
+    """A successful action's answer, as rq-dashboard's scripts expect it."""
+    return jsonify(status="OK", **fields), {"Cache-Control": "no-store"}
 
 
 def list_workers(instance_number: int):
@@ -167,24 +244,29 @@ def list_workers(instance_number: int):
 
 
 def requeue_job(job_id: str):
-    """Requeue through jobs.retry, the same guarded path as the API's retry; 409/404 otherwise."""
-    try:
-        jobs.retry(current_app.redis_conn, job_id)
-    except jobs.TaskNotFound:
-        return jsonify(status="ERROR", message="No such job."), 404
-    except jobs.InvalidTransition as exc:
-        return jsonify(status="ERROR", message=str(exc)), 409
-    return jsonify(status="OK"), {"Cache-Control": "no-store"}
+    """Requeue through jobs.retry, the same guarded path as the API's retry."""
+    jobs.retry(current_app.redis_conn, job_id)
+    return _ok()
 
 
 def delete_job(job_id: str):
     """Delete through jobs.delete, so the task's index entries and files go with it."""
     if current_app.config.get("RQ_DASHBOARD_DISABLE_DELETE"):
         return jsonify(status="DISABLED")
-    try:
-        jobs.delete(current_app.redis_conn, job_id)
-    except jobs.TaskNotFound:
-        return jsonify(status="ERROR", message="No such job."), 404
-    except jobs.InvalidTransition as exc:
-        return jsonify(status="ERROR", message=str(exc)), 409
-    return jsonify(status="OK"), {"Cache-Control": "no-store"}
+    jobs.delete(current_app.redis_conn, job_id)
+    return _ok()
+
+
+def compact_queue(queue_name: str):
+    """Take the ids of expired jobs out of a queue, one LREM each, leaving the rest in place."""
+    conn = current_app.redis_conn
+    q = queue(conn, queue_name)
+    job_ids = q.get_job_ids()
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.exists(TaskJob.key_for(job_id))
+        alive = pipe.execute()
+    gone = [job_id for job_id, exists in zip(job_ids, alive) if not exists]
+    for job_id in gone:
+        q.remove(job_id)
+    return _ok(removed=len(gone))
