@@ -7,22 +7,47 @@ once per JOBS_PROGRESS_MIN_INTERVAL seconds. The first update and the final one
 is written by a timer at the end of the interval, so a task that reports and then
 blocks for minutes still shows its latest message. Each write also reads the
 task's cancel-request key in the same round trip, so a cancel reaches even a task
-whose worker missed rq's stop command.
+whose worker missed rq's stop command, and writes only while the task is still this
+run's own (started, on this worker): a run whose task was deleted, or settled by the
+reaper while its worker was frozen, is stopped at its next write instead of going on
+unseen. A Redis outage does not fail the task: the write waits for the next update.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+import redis
 from rq.job import Job
 
 from . import keys, settings
 
 #: Longest progress message kept (the rest is cut): it is shown on a status line.
 MAX_MESSAGE = 500
+
+log = logging.getLogger(__name__)
+
+#: Writes meta only while the job is still this run's (its hash whole, started, on this
+#: worker); returns -1 if it is not, else whether a cancel was requested.
+_WRITE = """
+local job = redis.call('hmget', KEYS[1], 'created_at', 'status', 'worker_name')
+if not job[1] or job[2] ~= 'started' or job[3] ~= ARGV[2] then return -1 end
+redis.call('hset', KEYS[1], 'meta', ARGV[1])
+return redis.call('exists', KEYS[2])
+"""
+
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class TaskLost(BaseException):
+    """Raised inside a run whose task is no longer its own (deleted, or settled elsewhere).
+
+    A BaseException, so task code cannot swallow it; nothing is recorded for it.
+    """
 
 
 class TaskCanceled(BaseException):
@@ -69,11 +94,10 @@ class ProgressReporter:
             self.job.meta["progress"] = progress
             now = self.clock()
             due = final or self._last_write is None or now - self._last_write >= self.min_interval
-            if due:
-                self._write(now)
-            else:
+            if not (due and self._write_or_wait(now)):
                 self._pending = True
-                self._arm_timer(self.min_interval - (now - self._last_write))
+                since = 0.0 if self._last_write is None else now - self._last_write
+                self._arm_timer(self.min_interval - since)
         if self._cancel_seen:
             raise TaskCanceled("Canceled by request")
 
@@ -88,14 +112,23 @@ class ProgressReporter:
             if self._pending:
                 try:
                     self._write(self.clock())
-                except Exception:  # noqa: BLE001 - the next update or flush retries the write
-                    pass
+                except (TaskLost, *_REDIS_DOWN):
+                    pass  # the task's next update or flush sees it again
 
     def flush(self) -> None:
         """Write the latest progress now if a throttled update is waiting."""
         with self._lock:
             if self._pending:
-                self._write(self.clock())
+                self._write_or_wait(self.clock())
+
+    def _write_or_wait(self, now: float) -> bool:
+        """Write now; during a Redis outage keep the update pending (False) instead of failing the task."""
+        try:
+            self._write(now)
+            return True
+        except _REDIS_DOWN as exc:
+            log.warning("Task %s: progress not saved, Redis unavailable (%s); will retry", self.job.id, exc)
+            return False
 
     def close(self) -> None:
         """Stop the flush timer (the attempt is over)."""
@@ -120,15 +153,23 @@ class ProgressReporter:
             self.job.meta["error"] = {"kind": kind, "type": error_type, "message": message[:MAX_MESSAGE]}
             if kind == "canceled" and isinstance(self.job.meta.get("progress"), dict):
                 self.job.meta["progress"] = {**self.job.meta["progress"], "message": message[:MAX_MESSAGE]}
-            self._write(self.clock())
+            try:
+                self._write(self.clock())
+            except TaskLost:
+                pass  # not this run's task any more: its outcome is recorded elsewhere
+            except _REDIS_DOWN as exc:
+                log.warning("Task %s: failure not saved, Redis unavailable (%s)", self.job.id, exc)
 
     def _write(self, now: float) -> None:
-        """One round trip: store meta and read the cancel-request key. Call with the lock held."""
-        conn = self.job.connection
-        with conn.pipeline(transaction=False) as pipe:
-            pipe.hset(self.job.key, "meta", self.job.serializer.dumps(self.job.meta))
-            pipe.exists(keys.cancel_request(self.job.id))
-            _, cancel_requested = pipe.execute()
+        """One round trip: store meta if the task is still ours, and read the cancel-request key.
+
+        Call with the lock held.
+        """
+        reply = self.job.connection.eval(_WRITE, 2, self.job.key, keys.cancel_request(self.job.id),
+                                         self.job.serializer.dumps(self.job.meta), self.job.worker_name or "")
+        if reply == -1:
+            raise TaskLost(f"Task {self.job.id} is no longer this run's: it was deleted or settled elsewhere")
+        cancel_requested = reply
         self._last_write = now
         self._pending = False
         self.writes += 1

@@ -83,8 +83,11 @@ class TaskWorker(HerokuWorker):
 
     def _register_again_if_forgotten(self) -> None:
         """Redis restarted without its data: register again, or health checks and the dashboard see no worker."""
-        if self.connection.sismember(worker_registration.REDIS_WORKER_KEYS, self.key):
-            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.sismember(worker_registration.REDIS_WORKER_KEYS, self.key)
+            pipe.hexists(self.key, "birth")
+            if all(pipe.execute()):
+                return
         self.log.warning("Worker %s: Redis lost this worker's registration (restarted without its data?); "
                          "registering again", self.name)
         self.connection.delete(self.key)  # only the heartbeat's partial hash is left
@@ -146,9 +149,14 @@ class TaskWorker(HerokuWorker):
         """True while the task's record still says this worker runs it.
 
         A worker frozen past its lease (VM pause, swap storm) finds its task settled
-        by the reaper, or running elsewhere: it must not overwrite that outcome.
+        by the reaper, or running elsewhere: it must not overwrite that outcome. A
+        task deleted just as this worker took it off the queue left only the few
+        fields rq wrote when the run started: those are removed, so it stays deleted.
         """
-        status, worker = self.connection.hmget(job.key, "status", "worker_name")
+        created, status, worker = self.connection.hmget(job.key, "created_at", "status", "worker_name")
+        if created is None:
+            self.connection.delete(job.key)
+            return False
         return status == b"started" and (worker or b"").decode() == self.name
 
     def handle_job_success(self, job, queue, started_job_registry, execution):

@@ -14,8 +14,13 @@ from tests.conftest import wait_for
 
 
 def make_job(conn) -> TaskJob:
+    """A task as its run sees it: started, on a worker (the reporter writes only then)."""
     view = jobs.submit(conn, "demo", {})
-    return TaskJob.fetch(view["id"], connection=conn, serializer=SERIALIZER)
+    job = TaskJob.fetch(view["id"], connection=conn, serializer=SERIALIZER)
+    with conn.pipeline() as pipe:
+        job.prepare_for_execution("test-worker", pipeline=pipe)
+        pipe.execute()
+    return job
 
 
 def command_calls(conn, name: str) -> int:

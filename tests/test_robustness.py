@@ -447,6 +447,47 @@ def test_frozen_worker_cannot_overwrite_a_settled_task(conn, workers):
 
 
 @pytest.mark.integration
+def test_a_run_whose_task_was_settled_elsewhere_stops_at_its_next_progress_write(conn, workers):
+    # Was a bug: with only the worker frozen (its task process running on), the reaper failed the task as
+    # worker_lost while the orphaned run went on reporting progress, and finished: the task said "cut off
+    # part way; retry it" while it was still running (a retry then ran it twice at once).
+    frozen, = workers.start(1)
+    task = jobs.submit(conn, "sleeper", {"seconds": 30})
+    wait_for(lambda: (jobs.get(conn, task["id"])["progress"] or {}).get("done"), message="progress")
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        workers.start(1, wait=False)
+        lost = wait_status(conn, task["id"], "failed", timeout=20)
+        assert lost["error"]["kind"] == "worker_lost"
+        time.sleep(1.5)  # the orphaned run reports every 0.1 s (throttled to 0.5 s) while it goes on
+        assert jobs.get(conn, task["id"])["progress"] == lost["progress"]
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+
+
+@pytest.mark.integration
+def test_a_task_deleted_as_a_worker_takes_it_stays_deleted(conn, workers):
+    # Was a bug: delete refused only `started` tasks; a task a worker had just popped off the queue still read
+    # `queued`, was deleted, then ran anyway and rq saved it back whole (with a 7-day TTL), minus its index.
+    workers.start(1)
+    deleted = []
+    for _ in range(20):
+        task = jobs.submit(conn, "demo", {"steps": 1, "step_seconds": 0.3})
+        try:
+            jobs.delete(conn, task["id"])
+            deleted.append(task["id"])
+        except jobs.InvalidTransition:
+            pass  # it started first: refusing is right
+        time.sleep(0.05)
+    time.sleep(2)
+    assert deleted
+    for task_id in deleted:
+        assert not conn.exists(TaskJob.key_for(task_id)), task_id
+        with pytest.raises(jobs.TaskNotFound):
+            jobs.get(conn, task_id)
+
+
+@pytest.mark.integration
 def test_dashboard_requeue_of_a_task_canceled_while_running_runs_it(redis_url, conn, workers):
     # Was a bug: the dashboard's requeue (webapp/dashboard.py requeue_job -> rq Job.requeue) leaves the
     # task's cancel key (TTL >= 1 h) in place, so the requeued run cancels itself at once ("Canceled before it
@@ -570,6 +611,20 @@ def test_workers_register_again_after_redis_comes_back_empty(tmp_path):
             assert wait_status(client, fresh["id"], "completed", timeout=20)
         finally:
             app.extensions["jobs_redis"].close()
+
+
+@pytest.mark.integration
+def test_a_task_reporting_progress_rides_out_a_redis_restart(tmp_path):
+    # Was a bug: a progress write during the outage raised ConnectionError into the task, its process exited
+    # and the reaper failed it as worker_lost ("its worker stopped responding"), though no worker died.
+    with restartable_redis(tmp_path) as (url, client, pool, restart, stop, start):
+        pool.start(1)
+        task = jobs.submit(client, "sleeper", {"seconds": 6})  # not rerun-safe: a requeue cannot hide a failure
+        wait_for(lambda: (jobs.get(client, task["id"])["progress"] or {}).get("done"), message="progress")
+        restart(2)
+        view = wait_status(client, task["id"], FINAL, timeout=30)
+        assert view["status"] == "completed", view["error"]
+        assert view["progress"]["percent"] == 100.0
 
 
 # --- slow clients against real gunicorn ----------------------------------------------------
