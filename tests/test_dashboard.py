@@ -12,7 +12,7 @@ import pytest
 from rq.registry import FailedJobRegistry
 
 import jobs
-from jobs import files
+from jobs import files, keys
 from jobs.connection import SERIALIZER
 from jobs.rqjob import TaskJob
 from tests.browser_helpers import CHROMIUM, CHROMIUM_MISSING, WebServer, launch_chromium
@@ -190,13 +190,16 @@ def test_requeue_from_the_dashboard_reads_queued_then_runs(client, conn):
     assert client.post("/rq/job/nope/requeue", headers=XHR).status_code == 404
 
 
-def test_requeue_all_is_post_only(client, conn):
-    view = jobs.submit(conn, "demo", {"steps": 1, "fail_at_step": 1})
+def test_requeue_all_goes_through_retry_and_is_post_only(client, conn):
+    view = jobs.submit(conn, "demo", {"steps": 2, "step_seconds": 0, "fail_at_step": 2})
     run_queued(conn)
+    failed = jobs.get(conn, view["id"])
+    assert failed["status"] == "failed" and failed["error"] and failed["progress"]["done"] == 1
     assert client.get("/rq/requeue/default", headers=AUTH).status_code == 405
     response = client.post("/rq/requeue/default", headers=XHR)
-    assert response.status_code == 200 and response.json["count"] == 1
-    assert jobs.get(conn, view["id"])["status"] == "queued"
+    assert response.status_code == 200 and response.json["count"] == 1 and response.json["skipped"] == []
+    requeued = jobs.get(conn, view["id"])
+    assert requeued["status"] == "queued" and requeued["error"] is None and requeued["progress"] is None
 
 
 def test_delete_from_the_dashboard_removes_the_task(client, conn):
@@ -216,6 +219,39 @@ def test_delete_of_a_running_task_is_refused(client, conn, workers):
     view = jobs.submit(conn, "demo", {"steps": 100, "step_seconds": 0.1})
     wait_status(conn, view["id"], "processing")
     assert client.post(f"/rq/job/{view['id']}/delete", headers=XHR).status_code == 409
+    assert jobs.get(conn, view["id"])["status"] == "processing"
+    jobs.cancel(conn, view["id"])
+    wait_status(conn, view["id"], "canceled")
+
+
+def test_empty_goes_through_delete_so_files_and_index_entries_go_too(client, conn):
+    upload = files.store_file(conn, io.BytesIO(b""), "empty.csv", ttl=600).model_dump()
+    failed = jobs.submit(conn, "csv_profile", {"file": upload})["id"]
+    expired = jobs.submit(conn, "demo", {"steps": 1, "fail_at_step": 1})["id"]
+    run_queued(conn)
+    assert jobs.get(conn, failed)["status"] == "failed" and conn.exists(f"jobs:file:{upload['id']}")
+    _expire(conn, expired)  # leaves its id in the failed registry
+    queued = jobs.submit(conn, "demo", {})["id"]
+
+    response = client.post("/rq/queue/default/failed/empty", headers=XHR)
+    assert response.status_code == 200 and response.json == {"status": "OK", "deleted": 1, "skipped": []}
+    assert not list(conn.scan_iter("jobs:file:*"))
+    assert conn.zscore(keys.task_index(), failed) is None
+    assert conn.zcard(FailedJobRegistry("default", connection=conn).key) == 0
+    assert client.post("/rq/queue/default/queued/empty", headers=XHR).json["deleted"] == 1
+    assert conn.zscore(keys.task_index(), queued) is None
+    assert jobs.list_tasks(conn)["tasks"] == []
+
+
+@pytest.mark.integration
+def test_empty_started_skips_the_running_task_and_says_so(client, conn, workers):
+    workers.start(1, env=WEB_WORKER_ENV)
+    view = jobs.submit(conn, "demo", {"steps": 100, "step_seconds": 0.1})
+    wait_status(conn, view["id"], "processing")
+    response = client.post("/rq/queue/default/started/empty", headers=XHR)
+    assert response.status_code == 200 and response.json["deleted"] == 0
+    assert [s["id"] for s in response.json["skipped"]] == [view["id"]]
+    assert "running" in response.json["skipped"][0]["message"]
     assert jobs.get(conn, view["id"])["status"] == "processing"
     jobs.cancel(conn, view["id"])
     wait_status(conn, view["id"], "canceled")

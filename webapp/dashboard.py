@@ -21,12 +21,12 @@ a second app (as every test does) changes nothing for the first:
   errors in our JSON shape, its pages with a plain page; Redis down is a 503 for both
   (its queues page said "Connection Error" with a 200);
 - views replaced in this app: the workers data (it read each worker's current job
-  with pickle: a 500 while any task runs); requeue through jobs.retry (a job that is
-  not failed was a 500; now 409); delete through jobs.delete, so our index and files
-  go too and a running task is refused (409) instead of being pulled from under its
+  with pickle: a 500 while any task runs); requeue and "requeue all" through
+  jobs.retry, so the old error and progress go (a job that is not failed was a 500;
+  now 409); delete and "empty" through jobs.delete, so our index and files go too and
+  a running task is refused (409) or skipped instead of being pulled from under its
   worker; compact without rq's rename of the queue (a 500 on an empty queue, and jobs
-  lost if the process died halfway); "requeue all" only answers POST. Unknown or
-  expired job ids are a 404.
+  lost if the process died halfway). Unknown or expired job ids are a 404.
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ def mount(app: Flask) -> None:
     views[f"{ENDPOINT}.queues_overview"] = _ping_first(views[f"{ENDPOINT}.queues_overview"])
     views[f"{ENDPOINT}.list_workers"] = list_workers
     views[f"{ENDPOINT}.requeue_job_view"] = requeue_job
-    views[f"{ENDPOINT}.requeue_all"] = _post_only(views[f"{ENDPOINT}.requeue_all"])
+    views[f"{ENDPOINT}.requeue_all"] = requeue_all
     views[f"{ENDPOINT}.delete_job_view"] = delete_job
+    views[f"{ENDPOINT}.empty_queue"] = empty_queue
     views[f"{ENDPOINT}.compact_queue"] = compact_queue
 
 
@@ -207,16 +208,6 @@ def _ping_first(view):
     return wrapper
 
 
-def _post_only(view):
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        if request.method != "POST":
-            abort(405, valid_methods=["POST"])
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 def _ok(**fields):
     """A successful action's answer, as rq-dashboard's scripts expect it."""
     return jsonify(status="OK", **fields), {"Cache-Control": "no-store"}
@@ -249,12 +240,52 @@ def requeue_job(job_id: str):
     return _ok()
 
 
+def requeue_all(queue_name: str):
+    """"Requeue all" failed tasks of a queue, each through jobs.retry; POST only."""
+    if request.method != "POST":
+        abort(405, valid_methods=["POST"])
+    count, skipped = 0, []
+    for job_id in FailedJobRegistry(queue_name, connection=current_app.redis_conn).get_job_ids(cleanup=False):
+        try:
+            jobs.retry(current_app.redis_conn, job_id)
+            count += 1
+        except (jobs.TaskNotFound, jobs.InvalidTransition) as exc:
+            skipped.append({"id": job_id, "message": str(exc)})
+    return _ok(count=count, skipped=skipped)
+
+
 def delete_job(job_id: str):
     """Delete through jobs.delete, so the task's index entries and files go with it."""
     if current_app.config.get("RQ_DASHBOARD_DISABLE_DELETE"):
         return jsonify(status="DISABLED")
     jobs.delete(current_app.redis_conn, job_id)
     return _ok()
+
+
+def empty_queue(queue_name: str, registry_name: str):
+    """"Empty" a queue or registry, each task through jobs.delete; running tasks are skipped and listed."""
+    if current_app.config.get("RQ_DASHBOARD_DISABLE_DELETE"):
+        return jsonify(status="DISABLED")
+    conn = current_app.redis_conn
+    if registry_name == "queued":
+        source = queue(conn, queue_name)
+        job_ids = source.get_job_ids()
+    else:
+        source = REGISTRIES[registry_name](queue_name, connection=conn, serializer=SERIALIZER)
+        job_ids = source.get_job_ids(cleanup=False)
+    deleted, skipped = 0, []
+    for job_id in job_ids:
+        try:
+            jobs.delete(conn, job_id)
+            deleted += 1
+        except jobs.TaskNotFound:
+            # Expired: only the reference is left. rq cannot take one out of the started
+            # registry; its own cleanup (and our reaper) settle those.
+            if not isinstance(source, StartedJobRegistry):
+                source.remove(job_id)
+        except jobs.InvalidTransition as exc:
+            skipped.append({"id": job_id, "message": str(exc)})
+    return _ok(deleted=deleted, skipped=skipped)
 
 
 def compact_queue(queue_name: str):
