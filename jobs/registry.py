@@ -177,8 +177,10 @@ def _param_spec(name: str, info) -> ParamSpec:
 
 
 def _build_model(func: Callable, type_name: str) -> tuple[type[BaseModel], tuple[ParamSpec, ...]]:
-    signature = inspect.signature(func)
-    hints = typing.get_type_hints(func, include_extras=True)
+    # the annotations as written (strings evaluated): typing.get_type_hints on Python 3.10
+    # wraps a parameter defaulting to None in an extra Optional[...], around Annotated too
+    signature = inspect.signature(func, eval_str=True)
+    hints = {name: p.annotation for name, p in signature.parameters.items() if p.annotation is not p.empty}
     parameters = list(signature.parameters.values())
     if not parameters or parameters[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
                                                     inspect.Parameter.POSITIONAL_OR_KEYWORD):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import pytest
 from pydantic import Field
@@ -91,3 +91,18 @@ def test_validated_params_are_json_and_load_back_typed():
 def test_unknown_type_lists_the_known_ones():
     with pytest.raises(jobs.UnknownTaskType, match="Known types: .*demo"):
         jobs.get_task_type("nope")
+
+
+def test_optional_annotated_params_with_a_none_default_are_nullable_on_every_python():
+    # Python 3.10's get_type_hints turns `Annotated[int | None, ...] = None` into
+    # Optional[Annotated[Optional[int], ...]]: the declaration must not depend on that
+    @jobs.task_type("optional_probe", title="Optional probe")
+    def optional_probe(ctx: jobs.TaskContext, *,
+                       limit: Annotated[int | None, Field(ge=1, title="Limit")] = None,
+                       when: Optional[dt.date] = None) -> None:
+        return None
+
+    specs = {spec.name: spec for spec in jobs.get_task_type("optional_probe").params}
+    assert specs["limit"].kind == "int" and specs["limit"].nullable and specs["limit"].minimum == 1
+    assert specs["limit"].title == "Limit"
+    assert specs["when"].kind == "date" and specs["when"].nullable
