@@ -43,14 +43,20 @@ class TaskResultError(TypeError):
 
 
 @contextmanager
-def time_limit(seconds: int, grace: int, on_kill) -> Iterator[None]:
-    """Raise TimeLimitExceeded after `seconds`; kill the process `grace` seconds later."""
+def time_limit(seconds: int, grace: int, on_kill) -> Iterator[dict]:
+    """Raise TimeLimitExceeded after `seconds`; kill the process `grace` seconds later.
+
+    Yields a dict whose "expired" turns true when the limit passed, so code that
+    swallowed the exception and returned in time still counts as timed out.
+    """
+    state = {"expired": False}
 
     def hard_kill(signum, frame):
         on_kill()
         os._exit(TIME_LIMIT_EXIT_CODE)
 
     def expire(signum, frame):
+        state["expired"] = True
         signal.signal(signal.SIGALRM, hard_kill)
         signal.setitimer(signal.ITIMER_REAL, grace)
         raise TimeLimitExceeded(f"Task exceeded its time limit of {seconds} s")
@@ -58,7 +64,7 @@ def time_limit(seconds: int, grace: int, on_kill) -> Iterator[None]:
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        yield state
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -109,8 +115,10 @@ def run_task(task_type: str, params: dict[str, Any]) -> Any:
                 reporter.record_error("timeout", "TimeLimitExceeded",
                                       f"Task exceeded its time limit of {ttype.time_limit} s and was killed")
 
-            with time_limit(ttype.time_limit, settings.TIME_LIMIT_GRACE, record_kill):
+            with time_limit(ttype.time_limit, settings.TIME_LIMIT_GRACE, record_kill) as limit:
                 result = ttype.func(ctx, **kwargs)
+            if limit["expired"]:  # the task swallowed the timeout and returned anyway
+                raise TimeLimitExceeded(f"Task exceeded its time limit of {ttype.time_limit} s")
             _check_json(result)
             reporter.flush()
             return result

@@ -32,18 +32,23 @@ MAX_CRASH_REQUEUES = 3
 WORKER_LOST_PREFIX = "WorkerLost:"
 
 
-def should_requeue(conn: redis.Redis, job: TaskJob) -> bool:
-    """True if the task's type is rerun-safe and it has crash requeues left (counts this one)."""
+def should_requeue(conn: redis.Redis, job: TaskJob, pipe=None) -> bool:
+    """True if the task's type is rerun-safe and it has crash requeues left (counts this one).
+
+    With `pipe` (a transaction), the count is raised only if that transaction is applied.
+    """
     try:
         ttype = get_task_type((job.kwargs or {}).get("task_type"))
     except UnknownTaskType:
         return False
     if not ttype.rerun_safe:
         return False
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.incr(keys.crash_count(job.id))
-        pipe.expire(keys.crash_count(job.id), 7 * 24 * 3600)
-        crashes, _ = pipe.execute()
+    crashes = int(conn.get(keys.crash_count(job.id)) or 0) + 1
+    target = conn.pipeline(transaction=False) if pipe is None else pipe
+    target.incr(keys.crash_count(job.id))
+    target.expire(keys.crash_count(job.id), 7 * 24 * 3600)
+    if pipe is None:
+        target.execute()
     return crashes <= MAX_CRASH_REQUEUES
 
 
@@ -54,35 +59,46 @@ def lost_message(reason: str) -> str:
 
 
 def reap_lost_tasks(conn: redis.Redis, queue_names: list[str]) -> list[str]:
-    """Settle every task on `queue_names` whose worker stopped heartbeating; return their ids."""
+    """Settle every task on `queue_names` whose worker stopped heartbeating; return their ids.
+
+    Each task is settled in a transaction watching its record, so when several workers
+    reap at the same moment exactly one of them requeues or fails it.
+    """
     settled: list[str] = []
     for name in queue_names:
         q = queue(conn, name)
         registry = StartedJobRegistry(name, connection=conn, job_class=TaskJob, serializer=SERIALIZER)
         cutoff = current_timestamp()
-        expired = registry.get_expired_job_ids(cutoff)
-        if not expired:
-            continue
-        with conn.pipeline() as pipe:
-            for job_id in expired:
-                try:
-                    job = TaskJob.fetch(job_id, connection=conn, serializer=SERIALIZER)
-                except Exception:  # gone or unreadable: nothing left to settle
-                    continue
-                if job.get_status(refresh=False) != JobStatus.STARTED:
-                    continue
-                if should_requeue(conn, job):
-                    job.retries_left = (job.retries_left or 0) + 1  # a crash re-run is not a new attempt
-                    job.retry(q, pipe)
-                    log.warning("Task %s: its worker died; requeued (type is rerun-safe)", job.id)
-                else:
-                    record_job_failure(job, lost_message("its worker stopped responding (crashed or was killed)"),
-                                       pipe)
-                    log.warning("Task %s: its worker died; marked failed (worker_lost)", job.id)
-                settled.append(job.id)
-            pipe.zremrangebyscore(registry.key, 0, cutoff)
-            pipe.execute()
+        for job_id in dict.fromkeys(registry.get_expired_job_ids(cutoff)):
+            try:
+                if _settle_lost_task(conn, q, job_id):
+                    settled.append(job_id)
+            except redis.WatchError:
+                continue  # another reaper, or the worker itself, settled it meanwhile
+        conn.zremrangebyscore(registry.key, 0, cutoff)
     return settled
+
+
+def _settle_lost_task(conn: redis.Redis, q, job_id: str) -> bool:
+    with conn.pipeline() as pipe:
+        pipe.watch(TaskJob.key_for(job_id))
+        try:
+            job = TaskJob.fetch(job_id, connection=conn, serializer=SERIALIZER)
+        except Exception:  # gone or unreadable: nothing left to settle
+            return False
+        if job.get_status(refresh=False) != JobStatus.STARTED:
+            return False
+        pipe.multi()
+        requeue = should_requeue(conn, job, pipe)
+        if requeue:
+            job.retries_left = (job.retries_left or 0) + 1  # a crash re-run is not a new attempt
+            job.retry(q, pipe)
+        else:
+            record_job_failure(job, lost_message("its worker stopped responding (crashed or was killed)"), pipe)
+        pipe.execute()
+    log.warning("Task %s: its worker died; %s", job_id,
+                "requeued (type is rerun-safe)" if requeue else "marked failed (worker_lost)")
+    return True
 
 
 def trim_canceled(conn: redis.Redis, queue_names: list[str]) -> None:

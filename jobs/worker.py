@@ -17,6 +17,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -35,6 +36,13 @@ from .rqjob import TaskJob
 HORSE_DIED = "Work-horse terminated unexpectedly"
 SHUT_DOWN = "ShutDownImminentException"
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _after(seconds: float, func, *args) -> None:
+    """Call func(*args) in `seconds` from a daemon thread (signal timers belong to the task's time limit)."""
+    timer = threading.Timer(seconds, func, args)
+    timer.daemon = True
+    timer.start()
 
 
 def _die_with_parent() -> None:
@@ -168,6 +176,24 @@ class TaskWorker(HerokuWorker):
     def main_work_horse(self, job, queue):
         _die_with_parent()
         super().main_work_horse(job, queue)
+
+    def request_stop_sigrtmin(self, signum, frame):
+        """In the task process, after its worker's SIGTERM: stop the task JOBS_SHUTDOWN_GRACE seconds later.
+
+        rq's HerokuWorker times the grace with SIGALRM, which replaces the task's own
+        time limit (a task past its limit would then run on through the grace). Here a
+        thread times it, so both hold; a task that swallows the shutdown exception is
+        killed JOBS_TIME_LIMIT_GRACE seconds after it.
+        """
+        if self.imminent_shutdown_delay == 0:
+            return self.request_force_stop_sigrtmin(signum, frame)
+        self.log.warning("Imminent shutdown: stopping the task in %d seconds", self.imminent_shutdown_delay)
+        signal.signal(signal.SIGRTMIN, self.request_force_stop_sigrtmin)
+        _after(self.imminent_shutdown_delay, os.kill, os.getpid(), signal.SIGRTMIN)
+
+    def request_force_stop_sigrtmin(self, signum, frame):
+        _after(settings.TIME_LIMIT_GRACE, os._exit, 1)  # the worker then settles it as worker_lost
+        super().request_force_stop_sigrtmin(signum, frame)
 
     def _handle_stopped_job(self, job, queue, execution):
         """rq leaves a stopped job without an end time; a canceled task has one."""

@@ -92,3 +92,28 @@ def pid_reporter(ctx: TaskContext, *, seconds: float = 60) -> None:
 
     ctx.progress(1, message=f"pid {os.getpid()}")
     time.sleep(seconds)
+
+
+@task_type("swallow_then_return", title="Swallows the timeout, then returns", time_limit=1)
+def swallow_then_return(ctx: TaskContext, *, seconds: float = 2) -> str:
+    """Catches even BaseException, then returns within the grace: still a timeout."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: B036 - the point of the test
+            pass
+    return "returned after its limit"
+
+
+@task_type("swallow_shutdown", title="Swallows the shutdown", time_limit=120)
+def swallow_shutdown(ctx: TaskContext, *, seconds: float = 30) -> str:
+    """Catches even BaseException with a long limit: a worker's SIGTERM must still end it."""
+    ctx.progress(1, message="running")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: B036 - the point of the test
+            pass
+    return "ran to the end"

@@ -252,3 +252,41 @@ def test_concurrent_cancels_and_deletes_of_one_task_give_one_winner_and_clear_re
             thread.join()
         refusal = "InvalidTransition" if action == "cancel" else "TaskNotFound"
         assert outcomes.count("done") == 1 and outcomes.count(refusal) == 7, outcomes
+
+
+@pytest.mark.parametrize("type_name", ["sleeper", "safe_sleeper"])
+def test_reapers_racing_for_one_lost_task_settle_it_once(redis_url, conn, type_name):
+    import threading
+
+    from rq.registry import StartedJobRegistry
+
+    from jobs.reaper import reap_lost_tasks
+
+    for _ in range(5):
+        task_id = jobs.submit(conn, type_name, {})["id"]
+        job = TaskJob.fetch(task_id, connection=conn, serializer=SERIALIZER)
+        with conn.pipeline() as pipe:  # what a worker that then died left behind: started, lease expired
+            job.prepare_for_execution("dead-worker", pipeline=pipe)
+            pipe.lrem("rq:queue:default", 0, task_id)
+            pipe.zadd(StartedJobRegistry("default", connection=conn).key, {f"{task_id}:gone": time.time() - 5})
+            pipe.execute()
+        settled, barrier = [], threading.Barrier(4)
+
+        def reap():
+            client = jobs.connect(redis_url)
+            barrier.wait()
+            settled.extend(reap_lost_tasks(client, ["default"]))
+            client.close()
+
+        threads = [threading.Thread(target=reap) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert settled == [task_id]
+        if type_name == "safe_sleeper":
+            assert conn.lrange("rq:queue:default", 0, -1) == [task_id.encode()]
+            assert conn.get(keys.crash_count(task_id)) == b"1"
+            conn.delete("rq:queue:default")
+        else:
+            assert jobs.get(conn, task_id)["error"]["kind"] == "worker_lost"

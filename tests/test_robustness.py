@@ -422,6 +422,45 @@ def test_sigterm_mid_task_settles_like_a_lost_worker(conn, workers):
 
 
 @pytest.mark.integration
+def test_sigterm_leaves_the_time_limit_in_force(conn, workers):
+    # Was a bug: rq's HerokuWorker times the shutdown grace with SIGALRM, replacing the task's time limit:
+    # a task with a 1 s limit ran on for the whole 20 s grace and read worker_lost instead of timeout.
+    worker, = workers.start(1, env={"JOBS_SHUTDOWN_GRACE": "20"})
+    task = jobs.submit(conn, "swallow_timeout", {"seconds": 30})  # time_limit 1 s
+    wait_status(conn, task["id"], "processing")
+    os.kill(worker.pid, signal.SIGTERM)
+    signalled = time.monotonic()
+    view = wait_status(conn, task["id"], FINAL, timeout=15)
+    assert view["error"]["kind"] == "timeout", view["error"]
+    assert time.monotonic() - signalled < 8
+    worker.wait(timeout=20)
+
+
+@pytest.mark.integration
+def test_a_task_that_swallows_the_shutdown_still_ends_after_the_grace(conn, workers):
+    # Was a bug: a task catching BaseException kept running after its worker's SIGTERM until it chose to
+    # finish (here 30 s), past the documented JOBS_SHUTDOWN_GRACE (2 s in tests) and Heroku's 30 s SIGKILL.
+    worker, = workers.start(1)
+    task = jobs.submit(conn, "swallow_shutdown", {"seconds": 30})
+    wait_for(lambda: jobs.get(conn, task["id"])["progress"], message="progress")
+    os.kill(worker.pid, signal.SIGTERM)
+    signalled = time.monotonic()
+    worker.wait(timeout=20)
+    assert time.monotonic() - signalled < 10  # grace 2 s + kill 2 s later, on a loaded machine
+    view = wait_status(conn, task["id"], FINAL, timeout=10)
+    assert view["status"] == "failed" and view["error"]["kind"] == "worker_lost", view["error"]
+
+
+@pytest.mark.integration
+def test_a_task_that_swallows_its_timeout_and_returns_is_still_a_timeout(conn, workers):
+    workers.start(1)
+    task = jobs.submit(conn, "swallow_then_return", {"seconds": 2})
+    view = wait_status(conn, task["id"], FINAL, timeout=15)
+    assert view["status"] == "failed" and view["error"]["kind"] == "timeout", view
+    assert view["result"] is None
+
+
+@pytest.mark.integration
 def test_frozen_worker_cannot_overwrite_a_settled_task(conn, workers):
     # Was a bug: a worker frozen past its lease (VM pause, swap storm, SIGSTOP) gets its task reaped as
     # failed/worker_lost; when it resumes, its work-horse finishes and rq writes FINISHED over the final
