@@ -315,6 +315,26 @@ def test_healthz_with_a_worker_is_200(client, workers):
     assert body["queues"] == {"default": 0}
 
 
+@pytest.mark.integration
+def test_healthz_does_not_count_a_killed_worker(client, conn, workers):
+    from datetime import timedelta
+
+    from rq import Worker
+    from rq.utils import now, utcformat
+
+    from jobs.health import liveness_window
+
+    worker, = workers.start(1, env=WEB_WORKER_ENV)
+    assert client.get("/healthz").json["workers"] == 1
+    workers.kill(worker)
+    record, = Worker.all(connection=conn)  # rq keeps a killed worker's record for minutes
+    stale = now() - timedelta(seconds=liveness_window() + 1)  # as if that much time had passed
+    conn.hset(record.key, "last_heartbeat", utcformat(stale))
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json["workers"] == 0
+    assert f"last {liveness_window()} s" in response.json["reason"]
+
+
 def _dead_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

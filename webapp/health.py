@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import redis
 from flask import Blueprint, current_app, jsonify
-from rq import Queue, Worker
 
 import jobs
-from jobs import settings as job_settings
-from jobs.connection import SERIALIZER
+from jobs.health import liveness_window, live_workers, queue_depths
 
 bp = Blueprint("health", __name__)
 
@@ -19,20 +17,16 @@ def healthz():
     conn = current_app.extensions["jobs_redis"]
     try:
         jobs.check(conn)
-        workers = Worker.all(connection=conn, serializer=SERIALIZER)
-        names = sorted({q.name for q in Queue.all(connection=conn, serializer=SERIALIZER)} | set(job_settings.QUEUES))
-        with conn.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.llen(Queue(name, connection=conn, serializer=SERIALIZER).key)
-            depths = dict(zip(names, pipe.execute()))
+        workers = live_workers(conn)
+        depths = queue_depths(conn)
     except (jobs.RedisUnavailable, redis.exceptions.RedisError) as exc:
         body = {"status": "unavailable", "reason": str(exc), "redis": False, "workers": 0,
                 "worker_names": [], "queues": {}}
         return _answer(body, 503)
-    body = {"status": "ok", "redis": True, "workers": len(workers),
-            "worker_names": sorted(w.name for w in workers), "queues": depths}
+    body = {"status": "ok", "redis": True, "workers": len(workers), "worker_names": workers, "queues": depths}
     if not workers:
-        body.update(status="unavailable", reason="No worker is alive: start one with the Procfile's worker line.")
+        body.update(status="unavailable", reason=f"No worker has heartbeated in the last {liveness_window()} s: "
+                                                 "start one with the Procfile's worker line.")
         return _answer(body, 503)
     return _answer(body, 200)
 
