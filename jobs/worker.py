@@ -7,7 +7,7 @@ command line that forgets `-j`/`-S` still gets them right:
 - a task's lease is refreshed every JOBS_HEARTBEAT_INTERVAL seconds and every
   worker, idle or busy, reaps lost tasks every JOBS_REAP_INTERVAL seconds (rq:
   minutes, and only between jobs);
-- the process running a task dies with its worker (no orphan keeps running
+- every process a worker forks (task processes, rq's scheduler) dies with it (no orphan keeps running
   unseen while the task is requeued elsewhere).
 """
 
@@ -50,6 +50,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+_children_die_with_worker = False
+
+
+def _make_children_die_with_worker() -> None:
+    """Every process a worker forks (task processes, rq's scheduler) dies with it: no orphan runs on unseen."""
+    global _children_die_with_worker
+    if not _children_die_with_worker:
+        os.register_at_fork(after_in_child=_die_with_parent)
+        _children_die_with_worker = True
+
+
 class TaskWorker(HerokuWorker):
     """HerokuWorker with JSON jobs, short leases and a fast lost-task reaper."""
 
@@ -66,6 +77,7 @@ class TaskWorker(HerokuWorker):
         super().__init__(queues, *args, **kwargs)
         self._last_reaped = None
         self._horse_status: int | None = None
+        _make_children_die_with_worker()
         preload_modules()
 
     @property
@@ -172,10 +184,6 @@ class TaskWorker(HerokuWorker):
             self.log.warning("Worker %s: task %s was settled elsewhere; dropping this run's result", self.name, job.id)
             return
         super().handle_job_success(job, queue, started_job_registry, execution)
-
-    def main_work_horse(self, job, queue):
-        _die_with_parent()
-        super().main_work_horse(job, queue)
 
     def request_stop_sigrtmin(self, signum, frame):
         """In the task process, after its worker's SIGTERM: stop the task JOBS_SHUTDOWN_GRACE seconds later.

@@ -461,6 +461,24 @@ def test_a_task_that_swallows_its_timeout_and_returns_is_still_a_timeout(conn, w
 
 
 @pytest.mark.integration
+def test_the_scheduler_process_dies_with_its_worker(conn, workers):
+    # Was a bug: rq's scheduler (a forked child of the worker) outlived a SIGKILLed worker, holding the
+    # scheduler lock for its queues while nothing supervised it.
+    worker, = workers.start(1)
+    scheduler, = wait_for(lambda: _children(worker.pid), message="the scheduler process")
+    workers.kill(worker)
+    wait_for(lambda: not os.path.exists(f"/proc/{scheduler}") or _state(scheduler) == "Z", timeout=10,
+             message="the scheduler to die with its worker")
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError, IndexError):
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    return ""
+
+
+@pytest.mark.integration
 def test_frozen_worker_cannot_overwrite_a_settled_task(conn, workers):
     # Was a bug: a worker frozen past its lease (VM pause, swap storm, SIGSTOP) gets its task reaped as
     # failed/worker_lost; when it resumes, its work-horse finishes and rq writes FINISHED over the final
