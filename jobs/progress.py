@@ -29,6 +29,9 @@ from . import keys, settings
 #: Longest progress message kept (the rest is cut): it is shown on a status line.
 MAX_MESSAGE = 500
 
+#: The message an attempt starts with, until the task reports its own.
+STARTED = "Started"
+
 log = logging.getLogger(__name__)
 
 #: Writes meta only while the job is still this run's (its hash whole, started, on this
@@ -88,6 +91,8 @@ class ProgressReporter:
         progress.update(percent=percent, done=done, total=total)
         if message is not None:
             progress["message"] = str(message)[:MAX_MESSAGE]
+        elif progress.get("message") == STARTED:
+            progress["message"] = None  # the task moved on without saying how: "Started" would be stale
         progress["updated_at"] = _now_iso()
         final = percent is not None and percent >= 100.0
         with self._lock:
@@ -139,7 +144,7 @@ class ProgressReporter:
         """Start of an attempt: clear what an earlier attempt left, and write at once."""
         self.job.meta.pop("error", None)
         self.job.meta["attempt"] = {"number": attempt, "of": max_attempts}
-        self.job.meta["progress"] = {"percent": 0.0, "done": None, "total": None, "message": "Started",
+        self.job.meta["progress"] = {"percent": 0.0, "done": None, "total": None, "message": STARTED,
                                      "updated_at": _now_iso()}
         with self._lock:
             self._write(self.clock())

@@ -117,3 +117,15 @@ def test_progress_message_is_capped(conn):
     job = make_job(conn)
     ProgressReporter(job).update(5, message="x" * 5000)
     assert len(jobs.get(conn, job.id)["progress"]["message"]) == 500
+
+
+def test_the_started_message_goes_once_the_task_reports_without_one(conn):
+    job = make_job(conn)
+    reporter = ProgressReporter(job, min_interval=0)
+    reporter.reset(1, 1)
+    assert jobs.get(conn, job.id)["progress"]["message"] == "Started"
+    reporter.update(done=5, total=10)
+    assert jobs.get(conn, job.id)["progress"]["message"] is None
+    reporter.update(done=6, total=10, message="six")
+    reporter.update(done=7, total=10)
+    assert jobs.get(conn, job.id)["progress"]["message"] == "six"  # a task's own message stays
