@@ -290,3 +290,21 @@ def test_reapers_racing_for_one_lost_task_settle_it_once(redis_url, conn, type_n
             conn.delete("rq:queue:default")
         else:
             assert jobs.get(conn, task_id)["error"]["kind"] == "worker_lost"
+
+
+def test_a_page_meeting_expired_tasks_costs_the_same_however_many_keys_redis_holds(conn, counting_conn):
+    client, Counter = counting_conn
+    views = [jobs.submit(conn, "demo", {}) for _ in range(5)]
+    with conn.pipeline(transaction=False) as pipe:
+        for n in range(5000):  # unrelated keys: the clean-up of expired ids must not walk them
+            pipe.set(f"unrelated:{n}", 1)
+        for view in views[:3]:
+            pipe.delete(TaskJob.key_for(view["id"]))  # their retention passed
+        pipe.execute()
+    jobs.list_tasks(client, limit=1)  # warm-up: connection handshake
+    counter = Counter()
+    page = jobs.list_tasks(client, limit=20)
+    assert [t["id"] for t in page["tasks"]] == [v["id"] for v in reversed(views[3:])]
+    assert counter.count <= 4
+    assert conn.zscore(keys.task_index(), views[0]["id"]) is None
+    assert conn.zscore(keys.type_index("demo"), views[0]["id"]) is None
