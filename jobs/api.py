@@ -24,7 +24,7 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry
 
 from . import files, keys, settings
 from .connection import SERIALIZER, queue, unavailable
-from .errors import InvalidParams, InvalidTransition, JobsError, TaskNotFound
+from .errors import IdempotencyConflict, InvalidParams, InvalidTransition, JobsError, TaskNotFound
 from .registry import TaskType, get_task_type, task_types
 from .rqjob import TaskJob
 from .views import READS_PER_TASK, STATUSES, build_view, not_found, queue_reads
@@ -144,6 +144,10 @@ def _submit(conn, ttype: TaskType, clean: dict, task_id: str, *, start: bool, id
         if existing is not None:
             view = _idempotent_owner(conn, existing, idempotency_key)
             if view is not None:
+                if not _same_request(view, ttype.name, clean):
+                    raise IdempotencyConflict(
+                        f"Idempotency-Key {idempotency_key!r} already made task {view['id']} from a different "
+                        "request (another type or other params); use a new key for a new task.", view["id"])
                 return view
             # the key was freed: claim it again for the same, still unwritten, task
             return _submit(conn, ttype, clean, task_id, start=start, idempotency_key=idempotency_key, delay=delay)
@@ -162,6 +166,16 @@ def _submit(conn, ttype: TaskType, clean: dict, task_id: str, *, start: bool, id
         queue_reads(pipe, task_id)
         replies = pipe.execute()
     return build_view(conn, task_id, replies[-READS_PER_TASK:])
+
+
+def _same_request(view: dict, type_name: str, clean: dict) -> bool:
+    """True if a resend matches the task its key made; uploads compare by name and size (a resend stores a copy)."""
+
+    def comparable(params: dict) -> dict:
+        return {name: (value["name"], value["size"]) if name in refs else value for name, value in params.items()}
+
+    refs = _file_refs(clean)
+    return view["type"] == type_name and comparable(view["params"]) == comparable(clean)
 
 
 #: How long a submit that lost an idempotency-key race waits for the winner's task to appear.

@@ -53,3 +53,13 @@ class FileExpired(JobsError):
     """A stored file is gone: its task's retention passed or it was deleted."""
 
     code = "file_expired"
+
+
+class IdempotencyConflict(InvalidParams):
+    """An idempotency key already made a task from a different request (type or params)."""
+
+    code = "idempotency_conflict"
+
+    def __init__(self, message: str, task_id: str):
+        super().__init__(message, {"idempotency_key": "was used for a different request"})
+        self.task_id = task_id

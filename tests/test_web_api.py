@@ -580,3 +580,14 @@ def test_a_form_with_too_many_parts_says_so(client, conn):
                          413, "request_too_large")
     assert "more than 1000 parts" in error["message"]
     assert conn.llen("rq:queue:default") == 0
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(client, conn):
+    headers = {"Idempotency-Key": "order-17"}
+    first = client.post("/api/tasks", json={"type": "demo", "params": {"steps": 2}}, headers=headers)
+    same = client.post("/api/tasks", json={"type": "demo", "params": {"steps": 2}}, headers=headers)
+    assert first.status_code == same.status_code == 202 and first.json["id"] == same.json["id"]
+    for body in ({"type": "demo", "params": {"steps": 3}}, {"type": "web_kinds", "params": {"label": "x"}}):
+        error = assert_error(client.post("/api/tasks", json=body, headers=headers), 422, "idempotency_conflict")
+        assert first.json["id"] in error["message"] and "idempotency_key" in error["fields"]
+    assert len(jobs.list_tasks(conn)["tasks"]) == 1

@@ -127,6 +127,24 @@ def test_double_submit_makes_one_task(client, conn):
     assert "form[data-once]" in js and "disabled = true" in js
 
 
+def test_a_resent_form_with_other_values_says_so_and_offers_a_new_task(client, conn):
+    page = client.get("/tasks/new/demo").get_data(as_text=True)
+    data = {"csrf_token": csrf_token(page), "idempotency_key": idempotency_key(page), "steps": "2"}
+    first = created_id(client.post("/tasks/new/demo", data=data))
+    # back in the browser, another value, the same form (and key) sent again
+    again = client.post("/tasks/new/demo", data={**data, "steps": "3"})
+    text = again.get_data(as_text=True)
+    assert again.status_code == 422 and f"made task {first} with other values" in text
+    assert idempotency_key(text) != data["idempotency_key"]  # sending it once more makes the new task
+    second = created_id(client.post("/tasks/new/demo", data={**data, "idempotency_key": idempotency_key(text),
+                                                             "steps": "3"}))
+    assert second != first and len(jobs.list_tasks(conn)["tasks"]) == 2
+    # the form's keys live apart from API clients' keys
+    api = client.post("/api/tasks", json={"type": "demo", "params": {"steps": 2}},
+                      headers={"Idempotency-Key": data["idempotency_key"]})
+    assert api.status_code == 202 and api.json["id"] not in (first, second)
+
+
 def test_csrf_is_required_on_forms_but_not_on_the_api(client, conn):
     response = client.post("/tasks/new/demo", data={"steps": "2"})
     assert response.status_code == 400 and response.mimetype == "text/html"

@@ -91,7 +91,12 @@ def create_task(type_name: str):
     except jobs.InvalidParams as exc:
         return _render_form(ttype, values, exc.fields, key, 422, str(exc))
     try:
-        view = submit_with_uploads(conn(), ttype, form_params(ttype, form, RESERVED), stored, idempotency_key=key)
+        view = submit_with_uploads(conn(), ttype, form_params(ttype, form, RESERVED), stored,
+                                   idempotency_key=f"form:{key}")  # apart from API clients' keys
+    except jobs.IdempotencyConflict as exc:
+        problem = (f"This form was already sent, and made task {exc.task_id} with other values. "
+                   "Send it again to make a new task.")
+        return _render_form(ttype, values, {}, uuid.uuid4().hex, 422, problem)
     except jobs.InvalidParams as exc:
         problem = "Some values need fixing; see the messages next to the fields."
         if stored or any(spec.kind == "file" for spec in ttype.params):
