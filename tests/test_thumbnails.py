@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 import subprocess
@@ -117,7 +118,9 @@ def test_thumbnails_carry_no_exif(fmt: str) -> None:
         assert len(exif) == 0
 
 
+@functools.cache
 def _srgb_profile() -> bytes:
+    """An sRGB ICC profile, built once: it embeds its creation time, so two builds a second apart differ."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
