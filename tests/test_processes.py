@@ -70,6 +70,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def marked(marker: str) -> set[int]:
+    """Live processes whose environment holds DEV_TEST_MARKER=marker: all a launcher started, wherever reparented."""
+    needle = f"DEV_TEST_MARKER={marker}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.add(int(entry.name))
+        except OSError:
+            pass  # gone meanwhile, or not ours
+    return {pid for pid in found if alive(pid)}
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "JOBS_", "RQ_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -84,7 +97,8 @@ def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--port", str(port), "--data-dir", str(tmp_path)],
                                 cwd=ROOT, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: healthy(port), timeout=60, interval=0.2, message="dev server to be healthy")
+        wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
+        assert healthy(port)  # the banner waits for the site and its worker
         assert re.search(rf"http://localhost:{port}/", log.read_text())
         assert "Dashboard" in log.read_text() and "password" in log.read_text()
         children = descendants(proc.pid)
@@ -100,6 +114,24 @@ def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("env, args, reason", [
+    ({"JOBS_TASK_MODULES": "no.such.module"}, [], r"error: (worker\.1|web) exited with code [1-9]\d* during startup"),
+    ({}, ["--start-timeout", "0.5"], r"error: the site did not come up within 0\.5 s"),
+])
+def test_dev_launcher_that_cannot_start_says_why_exits_non_zero_and_leaves_nothing(tmp_path, env, args, reason):
+    marker = tmp_path.name
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "webapp.dev", "--port", str(free_port()), "--data-dir",
+                               str(tmp_path), *args], cwd=ROOT, env=clean_env(DEV_TEST_MARKER=marker, **env),
+                              stdout=out, stderr=subprocess.STDOUT, timeout=90)
+    output = log.read_text()
+    assert done.returncode == 1, output
+    assert re.search(reason, output), output
+    assert "Job runner is up" not in output and "Stopped." in output
+    wait_for(lambda: not marked(marker), timeout=5, message="no process of the launcher left")
 
 
 def test_honcho_runs_the_procfile_with_a_redis_url(redis_url, conn, tmp_path):

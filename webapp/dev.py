@@ -1,13 +1,17 @@
 """`python -m webapp.dev` (what `python3 manage.py start` runs): the whole app on one machine.
 
 Starts an embedded Redis when REDIS_URL is unset (persisted under ./data/redis),
-then the Procfile's `worker` and `web` processes, prints the URL, and on Ctrl-C
-(or SIGTERM) stops all of them, Redis last, leaving nothing running.
+then the Procfile's `worker` and `web` processes, and prints the URL once the site
+answers and its workers have registered. On Ctrl-C (or SIGTERM), or when a process
+exits or the site does not come up, it stops all of them, Redis last, leaving
+nothing running (exit code 1 when something failed).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import secrets
 import shlex
@@ -92,11 +96,53 @@ def stop_all(processes: dict[str, subprocess.Popen], grace: float = 10.0) -> Non
         proc.wait()
 
 
+def _exited(processes: dict[str, subprocess.Popen]) -> str | None:
+    """Why the launch is over when one of the processes has ended, else None."""
+    for name, proc in processes.items():
+        if proc.poll() is not None:
+            return f"{name} exited with code {proc.returncode}"
+    return None
+
+
+def _health(port: int) -> tuple[int, dict] | None:
+    """The web app's /healthz status and body, or None while it does not answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        connection.close()
+
+
+def wait_until_up(processes: dict[str, subprocess.Popen], port: int, workers: list[str], timeout: float,
+                  stopping) -> str | None:
+    """Wait until /healthz answers and lists every worker in `workers`; why not, if it does not."""
+    deadline = time.monotonic() + timeout
+    last = "the web app did not answer"
+    while time.monotonic() < deadline and not stopping():
+        exited = _exited(processes)
+        if exited:
+            return f"{exited} during startup (its output is above)"
+        answer = _health(port)
+        if answer is not None:
+            status, body = answer
+            if set(workers) <= set(body.get("worker_names", [])):
+                return None
+            last = f"/healthz answered {status}: {body.get('reason') or 'not every worker has registered'}"
+        time.sleep(0.2)
+    return None if stopping() else f"the site did not come up within {timeout:g} s ({last})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=None, help="web port (default: $PORT, else 5000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes to run (default 1)")
     parser.add_argument("--data-dir", type=Path, default=DATA, help="where Redis data and dev secrets live")
+    parser.add_argument("--start-timeout", type=float, default=60.0,
+                        help="seconds the web app and workers get to come up (default 60)")
     args = parser.parse_args(argv)
     data = args.data_dir.resolve()
     if args.port is None:
@@ -108,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port {args.port} is not a port number (1-65535)")
     if args.workers < 1:
         parser.error("--workers must be 1 or more")
+    if not args.start_timeout > 0:
+        parser.error("--start-timeout must be more than 0")
 
     port = args.port
     if not _port_is_free(port):
@@ -128,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = procfile()
     processes: dict[str, subprocess.Popen] = {}
     stopping = False
+    problem = None
 
     def request_stop(signum, frame):
         nonlocal stopping
@@ -136,20 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        for n in range(args.workers):
-            processes[f"worker.{n + 1}"] = start_process(commands["worker"], env)
+        # Named workers, so the wait below knows when these (not some other host's) have registered.
+        names = [f"dev-{os.getpid()}-worker.{n + 1}" for n in range(args.workers)]
+        for n, name in enumerate(names):
+            processes[f"worker.{n + 1}"] = start_process(f"{commands['worker']} --name {name}", env)
         processes["web"] = start_process(commands["web"], env)
-        print(f"\n  Job runner is up:  http://localhost:{port}/\n"
-              f"  Dashboard:         http://localhost:{port}/rq  "
-              f"(user {env['RQ_DASHBOARD_USERNAME']}, password {env['RQ_DASHBOARD_PASSWORD']})\n"
-              "  Press Ctrl-C to stop everything.\n", flush=True)
-        while not stopping:
-            for name, proc in processes.items():
-                if proc.poll() is not None:
-                    print(f"error: {name} exited with code {proc.returncode}; stopping everything.",
-                          file=sys.stderr, flush=True)
-                    stopping = True
-                    break
+        problem = wait_until_up(processes, port, names, args.start_timeout, lambda: stopping)
+        if problem is None and not stopping:
+            print(f"\n  Job runner is up:  http://localhost:{port}/\n"
+                  f"  Dashboard:         http://localhost:{port}/rq  "
+                  f"(user {env['RQ_DASHBOARD_USERNAME']}, password {env['RQ_DASHBOARD_PASSWORD']})\n"
+                  "  Press Ctrl-C to stop everything.\n", flush=True)
+        while problem is None and not stopping:
+            problem = _exited(processes)
             time.sleep(0.2)
     finally:
         print("Stopping ...", flush=True)
@@ -157,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         if redis_server is not None:
             redis_server.stop()
         print("Stopped.", flush=True)
+    if problem:
+        print(f"error: {problem}; everything is stopped.", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
