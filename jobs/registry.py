@@ -267,6 +267,11 @@ def get_task_type(name: Any) -> TaskType:
     if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
     known = ", ".join(sorted(_REGISTRY)) or "none"
+    if not isinstance(name, str):
+        got = {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object",
+               type(None): "null"}.get(type(name), type(name).__name__)
+        raise UnknownTaskType(f"The task type must be a string naming a registered type; got {got}. "
+                              f"Known types: {known}.")
     raise UnknownTaskType(f"Unknown task type {name!r}. Known types: {known}.")
 
 

@@ -591,3 +591,29 @@ def test_an_idempotency_key_reused_for_another_request_is_refused(client, conn):
         error = assert_error(client.post("/api/tasks", json=body, headers=headers), 422, "idempotency_conflict")
         assert first.json["id"] in error["message"] and "idempotency_key" in error["fields"]
     assert len(jobs.list_tasks(conn)["tasks"]) == 1
+
+
+def test_form_submissions_name_repeated_fields_and_unknown_file_parts(client, conn):
+    error = assert_error(client.post("/api/tasks", data={"type": ["demo", "web_kinds"]}), 422, "invalid_params")
+    assert "type" in error["fields"] and "more than once" in error["message"]
+    error = assert_error(client.post("/api/tasks", data={"type": "demo", "report": (io.BytesIO(b"x"), "x.csv")}),
+                         422, "invalid_params")
+    assert error["fields"] == {"report": "is not a file parameter"} and "takes no files" in error["message"]
+    error = assert_error(client.post("/api/tasks", data={"type": "web_kinds", "label": "x",
+                                                         "uplaod": (io.BytesIO(b"x"), "x.csv")}),
+                         422, "invalid_params")
+    assert "takes files only as upload" in error["message"]
+    assert conn.llen("rq:queue:default") == 0 and not list(conn.scan_iter("jobs:file:*"))
+
+
+def test_bodiless_answers_carry_no_content_type_and_405_names_the_methods(client):
+    options = client.options("/api/tasks")
+    assert options.status_code == 204 and "Content-Type" not in options.headers
+    assert {"GET", "POST"} <= set(options.headers["Allow"].split(", "))
+    task = submit(client, start=False)
+    deleted = client.delete(f"/api/tasks/{task['id']}")
+    assert deleted.status_code == 204 and "Content-Type" not in deleted.headers
+    error = assert_error(client.put("/api/tasks"), 405, "method_not_allowed")
+    assert "PUT is not allowed on /api/tasks; use GET, POST" in error["message"]
+    error = assert_error(client.post("/api/tasks", json={"type": 5}), 422, "unknown_task_type")
+    assert "must be a string naming a registered type; got a number" in error["message"]

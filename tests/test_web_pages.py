@@ -265,7 +265,7 @@ def test_task_list_filters_and_pages(client, conn):
     assert only.count("data-task-id=") == 1 and '<option value="pending" selected>' in only
     assert client.get("/tasks?type=flaky").get_data(as_text=True).count("data-task-id=") == 1
     bad = client.get("/tasks?status=%3Cb%3E")
-    assert bad.status_code == 400 and "Unknown status" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "Unknown status" in bad.get_data(as_text=True)
     assert "<b>" not in bad.get_data(as_text=True)
 
 

@@ -33,7 +33,12 @@ def conn():
 
 @bp.after_request
 def no_store(response):
+    """API answers are never cached; an answer without a body has no content type."""
     response.headers["Cache-Control"] = "no-store"
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        response.status_code = 204  # Flask's automatic OPTIONS: the Allow header is the answer
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
     return response
 
 
@@ -145,6 +150,10 @@ def submit():
 
 def _submit_form(key: str | None):
     form = request.form
+    repeated = [name for name in ("type", "start", "delay") if len(form.getlist(name)) > 1]
+    if repeated:
+        raise jobs.InvalidParams(f"{', '.join(repeated)} sent more than once; send each once.",
+                                 {name: "sent more than once" for name in repeated})
     if not form.get("type"):
         raise jobs.InvalidParams("Say which task type to run in the `type` field; GET /api/task-types lists them.",
                                  {"type": "is required"})

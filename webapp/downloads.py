@@ -47,7 +47,11 @@ def output_file(conn, task_id: str, name: str) -> Response:
                                 "see the task's `files` for the names it produced.")
     info = json.loads(raw)
     chunks = read_chunks(conn, info["id"])
-    first = next(chunks, b"")  # a missing file fails here, before any byte is sent
+    try:
+        first = next(chunks, b"")  # a missing file fails here, before any byte is sent
+    except jobs.FileExpired:
+        raise jobs.FileExpired(f"Output file {name!r} of task {task_id} is no longer stored (its retention "
+                               "passed); retry the task to make it again.") from None
     response = Response(chain([first], chunks), mimetype=None,
                         content_type=safe_content_type(info.get("content_type")))
     response.headers["Content-Disposition"] = content_disposition(name)

@@ -90,7 +90,11 @@ def _http(exc: HTTPException):
                    "send a smaller file or raise JOBS_MAX_UPLOAD_BYTES.")
     elif isinstance(exc, CSRFError):
         message = "The form expired or was not sent from this site; reload the page and submit it again."
-    elif status in (404, 405) and request.url_rule is None and wants_json():
+    elif status == 405 and wants_json():
+        allowed = ", ".join(sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"}))
+        message = (f"{request.method} is not allowed on {request.path}; use {allowed}. "
+                   "See /api/openapi.json for the endpoints and their methods.")
+    elif status == 404 and request.url_rule is None and wants_json():
         message = (f"No endpoint answers {request.method} {request.path}; "
                    "see /api/openapi.json for the endpoints and their methods.")
     else:

@@ -56,7 +56,7 @@ def task_list():
         page = jobs.list_tasks(conn(), status=status, type_name=type_name, cursor=cursor, limit=20)
         problem, code = None, 200
     except (jobs.InvalidParams, jobs.UnknownTaskType) as exc:
-        page, problem, code = {"tasks": [], "next_cursor": None}, str(exc), 400
+        page, problem, code = {"tasks": [], "next_cursor": None}, str(exc), 422
     return render_template("tasks.html", page=page, status=status, type_name=type_name, problem=problem,
                            statuses=jobs.STATUSES, types=jobs.task_types(), cursor=cursor), code
 

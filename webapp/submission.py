@@ -66,6 +66,12 @@ def store_uploads(conn, ttype: TaskType, files: MultiDict, max_bytes: int) -> di
 
     On any failure the files already stored are removed before the error goes on.
     """
+    file_params = [spec.name for spec in ttype.params if spec.kind == "file"]
+    unknown = sorted(name for name in files if name not in file_params)
+    if unknown:
+        takes = f"takes files only as {', '.join(file_params)}" if file_params else "takes no files"
+        raise jobs.InvalidParams(f"File part(s) {', '.join(unknown)} are not parameters of {ttype.name}, which "
+                                 f"{takes}.", {name: "is not a file parameter" for name in unknown})
     stored: dict[str, dict] = {}
     try:
         for spec in ttype.params:
