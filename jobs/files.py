@@ -89,6 +89,26 @@ def _folder() -> Path | None:
     return None if settings.FILE_STORE == "redis" else Path(settings.FILE_STORE)
 
 
+def check_store() -> None:
+    """Make sure the shared folder (JOBS_FILE_STORE) can hold files; SettingsError says what to fix.
+
+    Web and worker processes call it when they start, so a wrong path stops them there
+    instead of failing every upload later.
+    """
+    folder = _folder()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise settings.SettingsError(
+            f"JOBS_FILE_STORE={str(folder)!r} cannot hold files ({exc.strerror or exc}); set it to a folder "
+            "that the web app and the workers can both write, or to 'redis'.") from None
+
+
 def store_file(conn: redis.Redis, stream: BinaryIO, name: str, *, ttl: int,
                content_type: str | None = None, max_bytes: int | None = None) -> InputFile:
     """Copy `stream` into the file store and return its reference.

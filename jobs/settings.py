@@ -62,6 +62,12 @@ def _list(name: str, default: list[str]) -> list[str]:
     return items or list(default)
 
 
+def _file_store(name: str) -> str:
+    """"redis", or the absolute path of the shared folder (checked when a process starts: files.check_store)."""
+    raw = os.environ.get(name, "").strip()
+    return "redis" if not raw or raw == "redis" else os.path.abspath(raw)
+
+
 def effective_redis_url(url: str, verify_tls: bool) -> str:
     """Return `url`, with certificate checks turned off for `rediss://` when asked.
 
@@ -129,4 +135,4 @@ DEFAULT_FAILURE_TTL = _int("JOBS_FAILURE_TTL", 7 * 24 * 3600, minimum=1)
 #: Upload limit for file parameters, and where files live: "redis" (default,
 #: works across machines) or a folder path shared by web and workers.
 MAX_UPLOAD_BYTES = _int("JOBS_MAX_UPLOAD_BYTES", 64 * 1024 * 1024, minimum=1)
-FILE_STORE = os.environ.get("JOBS_FILE_STORE", "redis").strip() or "redis"
+FILE_STORE = _file_store("JOBS_FILE_STORE")

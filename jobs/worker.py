@@ -28,6 +28,7 @@ from rq.worker import HerokuWorker
 
 from . import settings
 from .connection import SERIALIZER
+from .files import check_store
 from .processor import TIME_LIMIT_EXIT_CODE
 from .reaper import lost_message, reap_lost_tasks, should_requeue, trim_canceled
 from .registry import preload_modules
@@ -78,6 +79,7 @@ class TaskWorker(HerokuWorker):
         self._last_reaped = None
         self._horse_status: int | None = None
         _make_children_die_with_worker()
+        check_store()
         preload_modules()
 
     @property

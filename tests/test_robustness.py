@@ -330,6 +330,26 @@ def test_unimportable_task_module_stops_the_web_app_at_startup(redis_url, monkey
         make_app(redis_url)
 
 
+@pytest.mark.parametrize("store", ["/proc/no-such-folder", "/etc/passwd/files"])
+def test_a_file_store_that_cannot_hold_files_stops_the_start(redis_url, monkeypatch, store):
+    # Was a bug: an unusable JOBS_FILE_STORE was accepted; then every upload got a 500.
+    from jobs import settings
+    from webapp import ConfigError
+
+    monkeypatch.setattr(settings, "FILE_STORE", store)
+    with pytest.raises(ConfigError, match=f"JOBS_FILE_STORE='{store}' cannot hold files .*or to 'redis'"):
+        make_app(redis_url)
+
+
+def test_a_file_store_folder_is_made_when_the_app_starts(redis_url, monkeypatch, tmp_path):
+    from jobs import settings
+
+    monkeypatch.setattr(settings, "FILE_STORE", str(tmp_path / "shared" / "files"))
+    app = make_app(redis_url)
+    assert (tmp_path / "shared" / "files").is_dir() and not list((tmp_path / "shared" / "files").iterdir())
+    app.extensions["jobs_redis"].close()
+
+
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:notaport/0", "redis://[::1", "redis:/nohost"])
 def test_malformed_redis_url_names_the_variable(url):
     # Was a bug: jobs.connection.connect() lets redis-py's bare ValueError ("Port could not be cast...") escape

@@ -12,6 +12,8 @@ from typing import Any
 from flask import Flask
 
 import jobs
+from jobs.files import check_store
+from jobs.settings import SettingsError
 
 from . import config as settings
 from .config import ConfigError
@@ -31,7 +33,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings.load(config))
     try:
         jobs.task_types()  # import JOBS_TASK_MODULES now: a typo stops the start, not every submit
-    except ImportError as exc:
+        check_store()  # likewise a JOBS_FILE_STORE folder that cannot hold files
+    except (ImportError, SettingsError) as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["jobs_redis"] = jobs.connect(app.config["REDIS_URL"])
     errors.register(app)
