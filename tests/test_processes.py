@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,15 @@ def run_demo_to_completion(port: int) -> dict:
         return view if view["status"] == "completed" else None
 
     return wait_for(completed, timeout=30, interval=0.2, message="demo to complete")
+
+
+def reachable(host: str, port: int) -> bool:
+    """Whether host:port accepts a connection (127.0.0.2 reaches only a socket bound to every address)."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 def descendants(pid: int) -> set[int]:
@@ -99,7 +109,8 @@ def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
     try:
         wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
         assert healthy(port)  # the banner waits for the site and its worker
-        assert re.search(rf"http://localhost:{port}/", log.read_text())
+        assert f"Job runner is up:  http://127.0.0.1:{port}/" in log.read_text()
+        assert not reachable("127.0.0.2", port)  # loopback only: not open to the network
         assert "Dashboard" in log.read_text() and "password" in log.read_text()
         children = descendants(proc.pid)
         assert len(children) >= 3  # embedded redis, worker (+ its scheduler), gunicorn (+ its workers)
@@ -110,6 +121,25 @@ def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="children to exit")
         assert (tmp_path / "redis").exists()  # data persisted under the data folder
         assert "Stopped." in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_dev_launcher_listens_on_every_address_only_when_asked(tmp_path):
+    port = free_port()
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--port", str(port), "--data-dir", str(tmp_path),
+                                 "--host", "0.0.0.0"], cwd=ROOT, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
+        assert reachable("127.0.0.2", port)  # an address other than the one it was asked for
+        assert f"http://127.0.0.1:{port}/" in log.read_text()
+        assert f"Listening on 0.0.0.0:{port}" in log.read_text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -160,6 +190,7 @@ def test_honcho_runs_the_procfile_with_a_redis_url(redis_url, conn, tmp_path):
     ({"PORT": "abc"}, [], "PORT='abc' is not a port number"),
     ({}, ["--port", "70000"], "--port 70000 is not a port number"),
     ({}, ["--workers", "0"], "--workers must be 1 or more"),
+    ({}, ["--host", "192.0.2.1"], "--host 192.0.2.1: Cannot assign requested address"),  # not this machine's
 ])
 def test_dev_launcher_refuses_bad_settings_with_one_line(tmp_path, env, args, message):
     done = subprocess.run([sys.executable, "-m", "webapp.dev", "--data-dir", str(tmp_path), *args],

@@ -1,21 +1,24 @@
 """`python -m webapp.dev` (what `python3 manage.py start` runs): the whole app on one machine.
 
 Starts an embedded Redis when REDIS_URL is unset (persisted under ./data/redis),
-then the Procfile's `worker` and `web` processes, and prints the URL once the site
-answers and its workers have registered. On Ctrl-C (or SIGTERM), or when a process
-exits or the site does not come up, it stops all of them, Redis last, leaving
-nothing running (exit code 1 when something failed).
+then the Procfile's `worker` and `web` processes (the web app on 127.0.0.1 unless
+--host says otherwise), and prints the URL once the site answers and its workers
+have registered. On Ctrl-C (or SIGTERM), or when a process exits or the site does
+not come up, it stops all of them, Redis last, leaving nothing running (exit code
+1 when something failed).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import http.client
 import json
 import os
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +28,8 @@ from jobs.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
+#: Addresses meaning "every interface", and the one this machine reaches them on.
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -47,20 +52,29 @@ def _persistent_secret(data: Path, name: str) -> str:
     return path.read_text().strip()
 
 
-def _port_is_free(port: int) -> bool:
-    import socket
+def _address(host: str, port: int) -> str:
+    """host:port as gunicorn's --bind and URLs write it (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    with socket.socket() as sock:
+
+def _port_is_free(host: str, port: int) -> bool:
+    """Whether `port` can be bound on `host`; OSError when `host` is not an address of this machine."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
             return False
     return True
 
 
-def build_env(port: int, data: Path) -> dict[str, str]:
+def build_env(host: str, port: int, data: Path) -> dict[str, str]:
     """Environment for the web and worker processes in dev mode."""
     env = dict(os.environ, JOBS_DEV="1", PORT=str(port), PYTHONUNBUFFERED="1")
+    # gunicorn_conf.py binds 0.0.0.0:$PORT (right behind a platform's router); gunicorn lets
+    # GUNICORN_CMD_ARGS override the config file, so dev mode stays on `host` without a second config.
+    env["GUNICORN_CMD_ARGS"] = f"{env.get('GUNICORN_CMD_ARGS', '')} --bind {_address(host, port)}".strip()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("SECRET_KEY", _persistent_secret(data, "secret_key"))
     env.setdefault("RQ_DASHBOARD_USERNAME", "admin")
@@ -104,9 +118,9 @@ def _exited(processes: dict[str, subprocess.Popen]) -> str | None:
     return None
 
 
-def _health(port: int) -> tuple[int, dict] | None:
+def _health(host: str, port: int) -> tuple[int, dict] | None:
     """The web app's /healthz status and body, or None while it does not answer."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    connection = http.client.HTTPConnection(host, port, timeout=2)
     try:
         connection.request("GET", "/healthz")
         response = connection.getresponse()
@@ -117,8 +131,8 @@ def _health(port: int) -> tuple[int, dict] | None:
         connection.close()
 
 
-def wait_until_up(processes: dict[str, subprocess.Popen], port: int, workers: list[str], timeout: float,
-                  stopping) -> str | None:
+def wait_until_up(processes: dict[str, subprocess.Popen], host: str, port: int, workers: list[str],
+                  timeout: float, stopping) -> str | None:
     """Wait until /healthz answers and lists every worker in `workers`; why not, if it does not."""
     deadline = time.monotonic() + timeout
     last = "the web app did not answer"
@@ -126,7 +140,7 @@ def wait_until_up(processes: dict[str, subprocess.Popen], port: int, workers: li
         exited = _exited(processes)
         if exited:
             return f"{exited} during startup (its output is above)"
-        answer = _health(port)
+        answer = _health(host, port)
         if answer is not None:
             status, body = answer
             if set(workers) <= set(body.get("worker_names", [])):
@@ -139,6 +153,9 @@ def wait_until_up(processes: dict[str, subprocess.Popen], port: int, workers: li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=None, help="web port (default: $PORT, else 5000)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address the web app listens on (default 127.0.0.1, this machine only; "
+                             "0.0.0.0 opens the unauthenticated API to your network)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes to run (default 1)")
     parser.add_argument("--data-dir", type=Path, default=DATA, help="where Redis data and dev secrets live")
     parser.add_argument("--start-timeout", type=float, default=60.0,
@@ -158,10 +175,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--start-timeout must be more than 0")
 
     port = args.port
-    if not _port_is_free(port):
+    try:
+        port_is_free = _port_is_free(args.host, port)
+    except OSError as exc:
+        parser.error(f"--host {args.host}: {exc.strerror or exc}")
+    if not port_is_free:
         port = free_port()
         print(f"Port {args.port} is taken; using {port} instead.", flush=True)
-    env = build_env(port, data)
+    env = build_env(args.host, port, data)
+    local = WILDCARDS.get(args.host, args.host)  # where this machine reaches the site
+    url = f"http://{_address(local, port)}/"
 
     redis_server = None
     if not os.environ.get("REDIS_URL"):
@@ -190,11 +213,15 @@ def main(argv: list[str] | None = None) -> int:
         for n, name in enumerate(names):
             processes[f"worker.{n + 1}"] = start_process(f"{commands['worker']} --name {name}", env)
         processes["web"] = start_process(commands["web"], env)
-        problem = wait_until_up(processes, port, names, args.start_timeout, lambda: stopping)
+        problem = wait_until_up(processes, local, port, names, args.start_timeout, lambda: stopping)
         if problem is None and not stopping:
-            print(f"\n  Job runner is up:  http://localhost:{port}/\n"
-                  f"  Dashboard:         http://localhost:{port}/rq  "
+            exposed = ("" if args.host in ("127.0.0.1", "localhost", "::1") else
+                       f"  Listening on {_address(args.host, port)}: other machines can reach it, "
+                       "and the API has no login.\n")
+            print(f"\n  Job runner is up:  {url}\n"
+                  f"  Dashboard:         {url}rq  "
                   f"(user {env['RQ_DASHBOARD_USERNAME']}, password {env['RQ_DASHBOARD_PASSWORD']})\n"
+                  f"{exposed}"
                   "  Press Ctrl-C to stop everything.\n", flush=True)
         while problem is None and not stopping:
             problem = _exited(processes)
