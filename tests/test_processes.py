@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import jobs
 from jobs.embedded import free_port
 from tests.conftest import ROOT, wait_for
 
@@ -121,6 +122,33 @@ def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="children to exit")
         assert (tmp_path / "redis").exists()  # data persisted under the data folder
         assert "Stopped." in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_dev_launcher_ctrl_c_gives_a_running_task_its_shutdown_grace(redis_url, conn, tmp_path):
+    port = free_port()
+    log = tmp_path / "dev.log"
+    # 11 s: longer than the 10 s the launcher used to allow before SIGKILL
+    env = clean_env(REDIS_URL=redis_url, JOBS_SHUTDOWN_GRACE="11")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--port", str(port), "--data-dir", str(tmp_path)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
+        status, task = request(port, "POST", "/api/tasks", {"type": "demo", "params": {"steps": 60, "step_seconds": 1}})
+        assert status == 202, task
+        wait_for(lambda: jobs.get(conn, task["id"])["status"] == "processing", timeout=30, message="the task to run")
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "Stopping" in log.read_text(), timeout=5, message="the stopping line")
+        waiting = re.search(r"Stopping \(waiting up to (\d+) s for a running task\)", log.read_text())
+        assert waiting and int(waiting[1]) > 11, log.read_text()
+        assert proc.wait(timeout=60) == 0
+        # The worker stopped the task after its grace and settled it (demo is rerun-safe: requeued), instead of
+        # being killed with the task still "processing".
+        assert jobs.get(conn, task["id"])["status"] == "queued"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -24,12 +24,16 @@ import sys
 import time
 from pathlib import Path
 
+from jobs import settings
 from jobs.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 #: Addresses meaning "every interface", and the one this machine reaches them on.
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+#: Seconds Ctrl-C waits before SIGKILL: a running task gets its SIGTERM grace, then (if it
+#: swallowed the stop) is killed the time-limit grace later, and its worker needs a moment to settle it.
+STOP_GRACE = settings.SHUTDOWN_GRACE + settings.TIME_LIMIT_GRACE + 5
 
 
 def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -88,7 +92,7 @@ def start_process(command: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(argv, cwd=ROOT, env={**env}, start_new_session=True)
 
 
-def stop_all(processes: dict[str, subprocess.Popen], grace: float = 10.0) -> None:
+def stop_all(processes: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> None:
     """SIGTERM every process group, wait up to `grace` seconds, then SIGKILL what is left."""
     for proc in processes.values():
         if proc.poll() is None:
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             problem = _exited(processes)
             time.sleep(0.2)
     finally:
-        print("Stopping ...", flush=True)
+        print(f"Stopping (waiting up to {STOP_GRACE} s for a running task) ...", flush=True)
         stop_all(processes)
         if redis_server is not None:
             redis_server.stop()
