@@ -10,27 +10,27 @@ from pydantic import Field
 from jobs import TaskContext, task_type
 
 
-@task_type("swallow_timeout", title="Swallows exceptions", time_limit=1)
-def swallow_timeout(ctx: TaskContext, *, seconds: float = 30) -> str:
-    """Catches every Exception while sleeping: the time limit must still hold."""
+def _sleep_catching(seconds: float, catch: type[BaseException]) -> None:
+    """Sleep `seconds` in short slices, swallowing `catch` (time limits, shutdowns) as hostile task code does."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
             time.sleep(0.05)
-        except Exception:  # noqa: BLE001 - the point of the test
+        except catch:  # noqa: B036 - the point of these task types
             pass
+
+
+@task_type("swallow_timeout", title="Swallows exceptions", time_limit=1)
+def swallow_timeout(ctx: TaskContext, *, seconds: float = 30) -> str:
+    """Catches every Exception while sleeping: the time limit must still hold."""
+    _sleep_catching(seconds, Exception)
     return "ran to the end"
 
 
 @task_type("swallow_everything", title="Swallows even BaseException", time_limit=1)
 def swallow_everything(ctx: TaskContext, *, seconds: float = 30) -> str:
     """Catches BaseException too: only the hard kill after the grace period stops it."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            time.sleep(0.05)
-        except BaseException:  # noqa: B036 - the point of the test
-            pass
+    _sleep_catching(seconds, BaseException)
     return "ran to the end"
 
 
@@ -97,12 +97,7 @@ def pid_reporter(ctx: TaskContext, *, seconds: float = 60) -> None:
 @task_type("swallow_then_return", title="Swallows the timeout, then returns", time_limit=1)
 def swallow_then_return(ctx: TaskContext, *, seconds: float = 2) -> str:
     """Catches even BaseException, then returns within the grace: still a timeout."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            time.sleep(0.05)
-        except BaseException:  # noqa: B036 - the point of the test
-            pass
+    _sleep_catching(seconds, BaseException)
     return "returned after its limit"
 
 
@@ -110,10 +105,5 @@ def swallow_then_return(ctx: TaskContext, *, seconds: float = 2) -> str:
 def swallow_shutdown(ctx: TaskContext, *, seconds: float = 30) -> str:
     """Catches even BaseException with a long limit: a worker's SIGTERM must still end it."""
     ctx.progress(1, message="running")
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            time.sleep(0.05)
-        except BaseException:  # noqa: B036 - the point of the test
-            pass
+    _sleep_catching(seconds, BaseException)
     return "ran to the end"

@@ -244,6 +244,47 @@ def test_concurrent_submits_with_one_idempotency_key_make_one_task(conn, race):
         assert conn.zcard("jobs:index") == 1
 
 
+@pytest.mark.parametrize("action", ["cancel", "delete"])
+def test_concurrent_cancels_and_deletes_of_one_task_give_one_winner_and_clear_refusals(conn, race, action):
+    # Was a bug: rq's Job.cancel()/delete() re-read the job outside our WATCH and raised InvalidJobOperation
+    # ("Cannot cancel already canceled job", "Failed to retrieve status"), a 500 over HTTP.
+    refusal = "InvalidTransition" if action == "cancel" else "TaskNotFound"
+    for _ in range(5):
+        task_id = jobs.submit(conn, "demo", {}, start=False)["id"]
+        def act(client):
+            getattr(jobs, action)(client, task_id)
+            return "done"
+
+        outcomes = race(8, act)
+        assert sorted(outcomes) == sorted(["done"] + [refusal] * 7), outcomes
+
+
+@pytest.mark.parametrize("type_name", ["sleeper", "safe_sleeper"])
+def test_reapers_racing_for_one_lost_task_settle_it_once(conn, race, type_name):
+    # Was a bug: two workers reaping at the same moment both requeued a lost rerun-safe task (it ran twice).
+    from rq.registry import StartedJobRegistry
+
+    from jobs import keys
+    from jobs.reaper import reap_lost_tasks
+
+    for _ in range(5):
+        task_id = jobs.submit(conn, type_name, {})["id"]
+        job = TaskJob.fetch(task_id, connection=conn, serializer=SERIALIZER)
+        with conn.pipeline() as pipe:  # what a worker that then died left behind: started, lease expired
+            job.prepare_for_execution("dead-worker", pipeline=pipe)
+            pipe.lrem("rq:queue:default", 0, task_id)
+            pipe.zadd(StartedJobRegistry("default", connection=conn).key, {f"{task_id}:gone": time.time() - 5})
+            pipe.execute()
+        settled = [tid for found in race(4, lambda c: reap_lost_tasks(c, ["default"])) for tid in found]
+        assert settled == [task_id]
+        if type_name == "safe_sleeper":
+            assert conn.lrange("rq:queue:default", 0, -1) == [task_id.encode()]
+            assert conn.get(keys.crash_count(task_id)) == b"1"
+            conn.delete("rq:queue:default")
+        else:
+            assert jobs.get(conn, task_id)["error"]["kind"] == "worker_lost"
+
+
 def test_double_start_from_many_threads_enqueues_once(conn, race):
     for _ in range(10):
         conn.flushdb()
