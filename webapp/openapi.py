@@ -119,13 +119,19 @@ PATHS: dict[str, Any] = {
                            "seconds schedules it.",
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                             "schema": {"type": "string", "maxLength": 200},
-                            "description": "Resending with the same key returns the first task instead of a new one."}],
+                            "description": "Resending the same request with the same key returns the first task "
+                                           "instead of a new one; the key with another request is a 422 "
+                                           "`idempotency_conflict`."}],
             "requestBody": {"required": True, "content": {}},
             "responses": {"202": {**TASK, "headers": {"Location": {"schema": {"type": "string"},
                                                                    "description": "The task's URL."}}},
-                          "400": _error("Malformed: not JSON, wrong content type, or not an object."),
-                          "413": _error("A file or the request is over the upload limit."),
-                          "422": _error("Unknown task type or invalid params; `fields` says which."),
+                          "400": _error("Malformed: not JSON, wrong content type, not an object, or a form "
+                                        "body that cannot be read."),
+                          "408": _error("The request body arrived too slowly or stalled."),
+                          "413": _error("A file or the request is over the upload limit, a JSON body over 1 MiB, "
+                                        "or a form with too many parts."),
+                          "422": _error("Unknown task type or invalid params (`fields` says which), or an "
+                                        "Idempotency-Key already used for another request."),
                           "503": UNAVAILABLE}},
         "get": {
             "summary": "List tasks, newest first", "operationId": "listTasks",
@@ -148,7 +154,8 @@ PATHS: dict[str, Any] = {
         "summary": "Start a pending task", "operationId": "startTask",
         "requestBody": {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "properties": {"params": {"type": "object", "description": "Params to replace."}}}}}},
-        "responses": {"200": TASK, "404": NOT_FOUND, "409": CONFLICT, "422": _error("Invalid params.")}}},
+        "responses": {"200": TASK, "400": _error("The body is not a JSON object."), "404": NOT_FOUND,
+                      "409": CONFLICT, "422": _error("Invalid params, or a field other than `params`.")}}},
     "/api/tasks/{task_id}/cancel": {"parameters": [TASK_ID], "post": {
         "summary": "Cancel a task", "operationId": "cancelTask",
         "responses": {"200": TASK, "404": NOT_FOUND, "409": CONFLICT}}},
