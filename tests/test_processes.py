@@ -117,6 +117,11 @@ def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         assert len(children) >= 3  # embedded redis, worker (+ its scheduler), gunicorn (+ its workers)
         view = run_demo_to_completion(port)
         assert view["result"]["steps"] == 2
+        # The banner's Redis URL is what README's "Using it from Python" exports as REDIS_URL.
+        redis_url = re.search(r"Redis:\s+(redis://127\.0\.0\.1:\d+/0)", log.read_text())[1]
+        client = jobs.connect(redis_url)
+        assert jobs.get(client, view["id"])["status"] == "completed"
+        client.close()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
         wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="children to exit")

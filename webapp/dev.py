@@ -154,6 +154,19 @@ def wait_until_up(processes: dict[str, subprocess.Popen], host: str, port: int, 
     return None if stopping() else f"the site did not come up within {timeout:g} s ({last})"
 
 
+def banner(url: str, env: dict[str, str], bound: str, embedded_redis: bool) -> str:
+    """The lines printed once everything is up: the site, the dashboard login, Redis."""
+    lines = ["", f"  Job runner is up:  {url}",
+             f"  Dashboard:         {url}rq  (user {env['RQ_DASHBOARD_USERNAME']}, "
+             f"password {env['RQ_DASHBOARD_PASSWORD']})"]
+    if embedded_redis:  # its port changes per start, and `jobs.connect()` in a shell needs it
+        lines += [f"  Redis:             {env['REDIS_URL']}",
+                  f"  From Python:       export REDIS_URL={env['REDIS_URL']}  (in another shell; new port each start)"]
+    if not bound.startswith(("127.0.0.1:", "localhost:", "[::1]:")):
+        lines.append(f"  Listening on {bound}: other machines can reach it, and the API has no login.")
+    return "\n".join([*lines, "  Press Ctrl-C to stop everything.", ""])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=None, help="web port (default: $PORT, else 5000)")
@@ -219,14 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         processes["web"] = start_process(commands["web"], env)
         problem = wait_until_up(processes, local, port, names, args.start_timeout, lambda: stopping)
         if problem is None and not stopping:
-            exposed = ("" if args.host in ("127.0.0.1", "localhost", "::1") else
-                       f"  Listening on {_address(args.host, port)}: other machines can reach it, "
-                       "and the API has no login.\n")
-            print(f"\n  Job runner is up:  {url}\n"
-                  f"  Dashboard:         {url}rq  "
-                  f"(user {env['RQ_DASHBOARD_USERNAME']}, password {env['RQ_DASHBOARD_PASSWORD']})\n"
-                  f"{exposed}"
-                  "  Press Ctrl-C to stop everything.\n", flush=True)
+            print(banner(url, env, _address(args.host, port), embedded_redis=redis_server is not None), flush=True)
         while problem is None and not stopping:
             problem = _exited(processes)
             time.sleep(0.2)
