@@ -101,100 +101,106 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
-    port = free_port()
-    log = tmp_path / "dev.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--port", str(port), "--data-dir", str(tmp_path)],
-                                cwd=ROOT, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
-        assert healthy(port)  # the banner waits for the site and its worker
-        assert f"Job runner is up:  http://127.0.0.1:{port}/" in log.read_text()
-        assert not reachable("127.0.0.2", port)  # loopback only: not open to the network
-        assert "Dashboard" in log.read_text() and "password" in log.read_text()
-        children = descendants(proc.pid)
-        assert len(children) >= 3  # embedded redis, worker (+ its scheduler), gunicorn (+ its workers)
-        view = run_demo_to_completion(port)
-        assert view["result"]["steps"] == 2
-        # The banner's Redis URL is what README's "Using it from Python" exports as REDIS_URL.
-        redis_url = re.search(r"Redis:\s+(redis://127\.0\.0\.1:\d+/0)", log.read_text())[1]
-        client = jobs.connect(redis_url)
-        assert jobs.get(client, view["id"])["status"] == "completed"
-        client.close()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
-        wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="children to exit")
-        assert (tmp_path / "redis").exists()  # data persisted under the data folder
-        assert "Stopped." in log.read_text()
-    finally:
+@pytest.fixture
+def launch(tmp_path):
+    """`launch(*args, **env)` starts the dev launcher → (process, log); afterwards nothing it started is left."""
+    started = []
+
+    def start(*args: str, **env: str) -> tuple[subprocess.Popen, Path]:
+        log = tmp_path / "dev.log"
+        marker = str(tmp_path)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--data-dir", str(tmp_path), *args],
+                                    cwd=ROOT, env=clean_env(DEV_TEST_MARKER=marker, **env),
+                                    stdout=out, stderr=subprocess.STDOUT)
+        started.append((proc, marker))
+        return proc, log
+
+    yield start
+    for proc, marker in started:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()  # the launcher's own stop, which takes its children with it
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid in marked(marker):  # a failed test must not leave servers running into the next ones
+            os.kill(pid, signal.SIGKILL)
 
 
-def test_dev_launcher_ctrl_c_gives_a_running_task_its_shutdown_grace(redis_url, conn, tmp_path):
+def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(launch, tmp_path):
     port = free_port()
-    log = tmp_path / "dev.log"
+    proc, log = launch("--port", str(port))
+    wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
+    assert healthy(port)  # the banner waits for the site and its worker
+    assert f"Job runner is up:  http://127.0.0.1:{port}/" in log.read_text()
+    assert not reachable("127.0.0.2", port)  # loopback only: not open to the network
+    assert "Dashboard" in log.read_text() and "password" in log.read_text()
+    children = descendants(proc.pid)
+    assert len(children) >= 3  # embedded redis, worker (+ its scheduler), gunicorn (+ its workers)
+    view = run_demo_to_completion(port)
+    assert view["result"]["steps"] == 2
+    # The banner's Redis URL is what README's "Using it from Python" exports as REDIS_URL.
+    redis_url = re.search(r"Redis:\s+(redis://127\.0\.0\.1:\d+/0)", log.read_text())[1]
+    client = jobs.connect(redis_url)
+    assert jobs.get(client, view["id"])["status"] == "completed"
+    client.close()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    wait_for(lambda: not marked(str(tmp_path)), timeout=10, message="every process it started to exit")
+    assert (tmp_path / "redis").exists()  # data persisted under the data folder
+    assert "Stopped." in log.read_text()
+
+
+def test_dev_launcher_ctrl_c_gives_a_running_task_its_shutdown_grace(launch, redis_url, conn):
+    port = free_port()
     # 11 s: longer than the 10 s the launcher used to allow before SIGKILL
-    env = clean_env(REDIS_URL=redis_url, JOBS_SHUTDOWN_GRACE="11")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--port", str(port), "--data-dir", str(tmp_path)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
-        status, task = request(port, "POST", "/api/tasks", {"type": "demo", "params": {"steps": 60, "step_seconds": 1}})
-        assert status == 202, task
-        wait_for(lambda: jobs.get(conn, task["id"])["status"] == "processing", timeout=30, message="the task to run")
-        proc.send_signal(signal.SIGINT)
-        wait_for(lambda: "Stopping" in log.read_text(), timeout=5, message="the stopping line")
-        waiting = re.search(r"Stopping \(waiting up to (\d+) s for a running task\)", log.read_text())
-        assert waiting and int(waiting[1]) > 11, log.read_text()
-        assert proc.wait(timeout=60) == 0
-        # The worker stopped the task after its grace and settled it (demo is rerun-safe: requeued), instead of
-        # being killed with the task still "processing".
-        assert jobs.get(conn, task["id"])["status"] == "queued"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, log = launch("--port", str(port), REDIS_URL=redis_url, JOBS_SHUTDOWN_GRACE="11")
+    wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
+    status, task = request(port, "POST", "/api/tasks", {"type": "demo", "params": {"steps": 60, "step_seconds": 1}})
+    assert status == 202, task
+    wait_for(lambda: jobs.get(conn, task["id"])["status"] == "processing", timeout=30, message="the task to run")
+    proc.send_signal(signal.SIGINT)
+    wait_for(lambda: "Stopping" in log.read_text(), timeout=5, message="the stopping line")
+    waiting = re.search(r"Stopping \(waiting up to (\d+) s for a running task\)", log.read_text())
+    assert waiting and int(waiting[1]) > 11, log.read_text()
+    assert proc.wait(timeout=60) == 0
+    # The worker stopped the task after its grace and settled it (demo is rerun-safe: requeued), instead of
+    # being killed with the task still "processing".
+    assert jobs.get(conn, task["id"])["status"] == "queued"
 
 
-def test_dev_launcher_listens_on_every_address_only_when_asked(tmp_path):
+def test_dev_launcher_listens_on_every_address_only_when_asked(launch):
     port = free_port()
-    log = tmp_path / "dev.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "webapp.dev", "--port", str(port), "--data-dir", str(tmp_path),
-                                 "--host", "0.0.0.0"], cwd=ROOT, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
-        assert reachable("127.0.0.2", port)  # an address other than the one it was asked for
-        assert f"http://127.0.0.1:{port}/" in log.read_text()
-        assert f"Listening on 0.0.0.0:{port}" in log.read_text()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, log = launch("--port", str(port), "--host", "0.0.0.0")
+    wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
+    assert reachable("127.0.0.2", port)  # an address other than the one the URL names
+    assert f"http://127.0.0.1:{port}/" in log.read_text()
+    assert f"Listening on 0.0.0.0:{port}" in log.read_text()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
 
 
-@pytest.mark.parametrize("env, args, reason", [
-    ({"JOBS_TASK_MODULES": "no.such.module"}, [], r"error: (worker\.1|web) exited with code [1-9]\d* during startup"),
-    ({}, ["--start-timeout", "0.5"], r"error: the site did not come up within 0\.5 s"),
-])
-def test_dev_launcher_that_cannot_start_says_why_exits_non_zero_and_leaves_nothing(tmp_path, env, args, reason):
-    marker = tmp_path.name
-    log = tmp_path / "dev.log"
-    with open(log, "wb") as out:
-        done = subprocess.run([sys.executable, "-m", "webapp.dev", "--port", str(free_port()), "--data-dir",
-                               str(tmp_path), *args], cwd=ROOT, env=clean_env(DEV_TEST_MARKER=marker, **env),
-                              stdout=out, stderr=subprocess.STDOUT, timeout=90)
+def test_dev_launcher_whose_process_dies_at_startup_says_why_exits_1_and_leaves_nothing(launch, tmp_path):
+    proc, log = launch("--port", str(free_port()), JOBS_TASK_MODULES="no.such.module")  # worker and web both fail
+    assert proc.wait(timeout=90) == 1, log.read_text()
     output = log.read_text()
-    assert done.returncode == 1, output
-    assert re.search(reason, output), output
+    assert re.search(r"error: (worker\.1|web) exited with code [1-9]\d* during startup", output), output
     assert "Job runner is up" not in output and "Stopped." in output
-    wait_for(lambda: not marked(marker), timeout=5, message="no process of the launcher left")
+    wait_for(lambda: not marked(str(tmp_path)), timeout=5, message="no process of the launcher left")
+
+
+def test_dev_launcher_gives_up_on_a_site_that_does_not_come_up():
+    from webapp.dev import wait_until_up
+
+    sleeper = subprocess.Popen(["sleep", "30"])  # a process that stays up while the site never answers
+    try:
+        reason = wait_until_up({"web": sleeper}, "127.0.0.1", free_port(), ["w"], timeout=0.5, stopping=lambda: False)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert reason == "the site did not come up within 0.5 s (the web app did not answer)"
 
 
 def test_honcho_runs_the_procfile_with_a_redis_url(redis_url, conn, tmp_path):

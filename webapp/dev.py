@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="address the web app listens on (default 127.0.0.1, this machine only; "
                              "0.0.0.0 opens the unauthenticated API to your network)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes to run (default 1)")
-    parser.add_argument("--data-dir", type=Path, default=DATA, help="where Redis data and dev secrets live")
+    parser.add_argument("--data-dir", type=Path, default=DATA,
+                        help="where Redis data and dev secrets live (default ./data)")
     parser.add_argument("--start-timeout", type=float, default=60.0,
                         help="seconds the web app and workers get to come up (default 60)")
     args = parser.parse_args(argv)
