@@ -171,11 +171,15 @@ def _submit(conn, ttype: TaskType, clean: dict, task_id: str, *, start: bool, id
 def _same_request(view: dict, type_name: str, clean: dict) -> bool:
     """True if a resend matches the task its key made; uploads compare by name and size (a resend stores a copy)."""
 
-    def comparable(params: dict) -> dict:
-        return {name: (value["name"], value["size"]) if name in refs else value for name, value in params.items()}
+    def same(name: str, before: Any, now: Any) -> bool:
+        if name in refs and isinstance(before, dict):
+            return before.get("id") == now["id"] or (before.get("name"), before.get("size")) == (now["name"], now["size"])
+        return before == now
 
     refs = _file_refs(clean)
-    return view["type"] == type_name and comparable(view["params"]) == comparable(clean)
+    before = view["params"]
+    return (view["type"] == type_name and before.keys() == clean.keys()
+            and all(same(name, before[name], value) for name, value in clean.items()))
 
 
 #: How long a submit that lost an idempotency-key race waits for the winner's task to appear.

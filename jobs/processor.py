@@ -120,7 +120,7 @@ def run_task(task_type: str, params: dict[str, Any]) -> Any:
             if limit["expired"]:  # the task swallowed the timeout and returned anyway
                 raise TimeLimitExceeded(f"Task exceeded its time limit of {ttype.time_limit} s")
             _check_json(result)
-            reporter.flush()
+            reporter.complete()
             return result
         except TimeLimitExceeded as exc:
             reporter.record_error("timeout", "TimeLimitExceeded", str(exc))

@@ -135,6 +135,17 @@ class ProgressReporter:
             log.warning("Task %s: progress not saved, Redis unavailable (%s); will retry", self.job.id, exc)
             return False
 
+    def complete(self) -> None:
+        """The attempt succeeded: land the last update, and 100 % for a task that never reported."""
+        with self._lock:
+            progress = self.job.meta.get("progress") or {}
+            if progress.get("message") == STARTED and not progress.get("percent"):
+                self.job.meta["progress"] = {**progress, "percent": 100.0, "message": None,
+                                             "updated_at": _now_iso()}
+                self._pending = True
+            if self._pending:
+                self._write_or_wait(self.clock())
+
     def close(self) -> None:
         """Stop the flush timer (the attempt is over)."""
         if self._timer is not None:

@@ -46,6 +46,28 @@ def _after(seconds: float, func, *args) -> None:
     timer.start()
 
 
+#: Longest Redis outage a task process waits out when its run ends, to record the outcome.
+OUTAGE_WAIT = 60.0
+
+
+def _waiting_out_outages(call, *args):
+    """call(*args), retried with back-off while Redis is unreachable (up to OUTAGE_WAIT seconds).
+
+    A run that ends during a short outage still gets its outcome recorded; whoever
+    settles the task first (this run, or the reaper once the lease passed) wins.
+    """
+    deadline = time.monotonic() + OUTAGE_WAIT
+    delay = 0.2
+    while True:
+        try:
+            return call(*args)
+        except REDIS_ERRORS:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -67,6 +89,10 @@ class TaskWorker(HerokuWorker):
 
     #: Seconds a running task gets after SIGTERM before it is stopped (Heroku kills at 30).
     imminent_shutdown_delay = settings.SHUTDOWN_GRACE
+
+    #: An idle worker retries an unreachable Redis at most this many seconds apart (rq: 60),
+    #: so tasks submitted once Redis is back start within seconds.
+    max_connection_wait_time = 5.0
 
     def __init__(self, queues, *args, **kwargs):
         kwargs["job_class"] = TaskJob
@@ -165,7 +191,7 @@ class TaskWorker(HerokuWorker):
                 return
             except REDIS_ERRORS:
                 time.sleep(delay)
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, self.max_connection_wait_time)
 
     def _owns(self, job) -> bool:
         """True while the task's record still says this worker runs it.
@@ -175,11 +201,16 @@ class TaskWorker(HerokuWorker):
         task deleted just as this worker took it off the queue left only the few
         fields rq wrote when the run started: those are removed, so it stays deleted.
         """
-        created, status, worker = self.connection.hmget(job.key, "created_at", "status", "worker_name")
+        created, status, worker = _waiting_out_outages(self.connection.hmget, job.key, "created_at", "status",
+                                                       "worker_name")
         if created is None:
             self.connection.delete(job.key)
             return False
         return status == b"started" and (worker or b"").decode() == self.name
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl):
+        """The run ended (rq's first write then): wait out a short Redis outage, so its outcome is recorded."""
+        _waiting_out_outages(super().handle_execution_ended, job, queue, heartbeat_ttl)
 
     def handle_job_success(self, job, queue, started_job_registry, execution):
         if not self._owns(job):

@@ -240,3 +240,16 @@ def test_a_page_meeting_expired_tasks_costs_the_same_however_many_keys_redis_hol
     assert counter.count <= 4
     assert conn.zscore(keys.task_index(), views[0]["id"]) is None
     assert conn.zscore(keys.type_index("demo"), views[0]["id"]) is None
+
+
+def test_an_identical_resend_naming_a_stored_file_returns_the_first_task(conn):
+    import io
+
+    import tests.web_task_fixtures  # noqa: F401 - registers web_kinds (a file parameter)
+
+    ref = jobs.files.store_file(conn, io.BytesIO(b"12345"), "mine.txt", ttl=3600)
+    params = lambda: {"label": "x", "upload": {"id": ref.id, "name": "MINE.TXT", "size": 1}}  # noqa: E731
+    first = jobs.submit(conn, "web_kinds", params(), idempotency_key="resend-file")
+    assert first["params"]["upload"]["name"] == "mine.txt"  # the stored name, not the claimed one
+    again = jobs.submit(conn, "web_kinds", params(), idempotency_key="resend-file")
+    assert again["id"] == first["id"]

@@ -745,6 +745,21 @@ def test_a_task_reporting_progress_rides_out_a_redis_restart(tmp_path):
         assert view["progress"]["percent"] == 100.0
 
 
+@pytest.mark.integration
+def test_a_task_ending_during_a_redis_outage_keeps_its_result(tmp_path):
+    # Was a bug: the run's last bookkeeping (is the task still mine?) raised ConnectionError, the task process
+    # exited 1, and a finished task read worker_lost (or, rerun-safe, ran again from the start).
+    with restartable_redis(tmp_path) as (url, client, pool, restart, stop, start):
+        pool.start(1)
+        task = jobs.submit(client, "pid_reporter", {"seconds": 1.5})  # one progress call, then a quiet sleep
+        wait_for(lambda: jobs.get(client, task["id"])["progress"], message="progress")
+        stop()
+        time.sleep(3)  # the task ends while Redis is down
+        start()
+        view = wait_status(client, task["id"], FINAL, timeout=30)
+        assert view["status"] == "completed", view["error"]
+
+
 # --- slow clients against real gunicorn ----------------------------------------------------
 
 @contextlib.contextmanager

@@ -210,3 +210,9 @@ def test_result_past_retention_reads_expired(conn, workers):
     time.sleep(2.2)
     with pytest.raises(jobs.TaskNotFound, match="expired"):
         jobs.get(conn, view["id"])
+
+
+def test_a_task_that_never_reports_progress_ends_at_100_percent(conn, workers):
+    workers.start(1)
+    view = wait_status(conn, jobs.submit(conn, "short_lived", {})["id"], "completed")
+    assert view["progress"]["percent"] == 100.0 and view["progress"]["message"] is None
