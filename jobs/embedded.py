@@ -54,12 +54,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM us when the parent dies (no-op elsewhere)."""
+def parent_death_signal(sig: int = signal.SIGTERM) -> None:
+    """In a child process: ask Linux to send us `sig` when our parent dies (no-op elsewhere)."""
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
+def _die_with_parent() -> None:
+    parent_death_signal(signal.SIGTERM)
     os.setpgrp()  # Ctrl-C in the terminal goes to the launcher, which stops us in order
 
 

@@ -104,7 +104,7 @@ def check_store() -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise settings.SettingsError(
+        raise settings.invalid(
             f"JOBS_FILE_STORE={str(folder)!r} cannot hold files ({exc.strerror or exc}); set it to a folder "
             "that the web app and the workers can both write, or to 'redis'.") from None
 

@@ -9,11 +9,30 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the job core cannot use."""
+
+
+def invalid(message: str) -> SettingsError:
+    """The error to raise for a bad variable; if nothing catches it, it prints as one line, not a traceback.
+
+    Settings are read when a process starts (worker, web, launcher): the message says
+    what to fix, and the stack behind it says nothing more.
+    """
+    previous = sys.excepthook
+
+    def one_line(kind, value, tb):
+        if issubclass(kind, SettingsError):
+            print(f"error: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, tb)
+
+    sys.excepthook = one_line
+    return SettingsError(message)
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -24,9 +43,9 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number; set it to an integer such as {default}.") from None
+        raise invalid(f"{name}={raw!r} is not a whole number; set it to an integer such as {default}.") from None
     if value < minimum:
-        raise SettingsError(f"{name}={value} is too small; use {minimum} or more.")
+        raise invalid(f"{name}={value} is too small; use {minimum} or more.")
     return value
 
 
@@ -37,11 +56,11 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number; set it to a number such as {default}.") from None
+        raise invalid(f"{name}={raw!r} is not a number; set it to a number such as {default}.") from None
     if not math.isfinite(value):
-        raise SettingsError(f"{name}={raw!r} is not a finite number; set it to a number such as {default}.")
+        raise invalid(f"{name}={raw!r} is not a finite number; set it to a number such as {default}.")
     if value < minimum:
-        raise SettingsError(f"{name}={value} is too small; use {minimum} or more.")
+        raise invalid(f"{name}={value} is too small; use {minimum} or more.")
     return value
 
 
@@ -53,7 +72,7 @@ def _bool(name: str, default: bool) -> bool:
         return True
     if raw in ("0", "false", "no", "off"):
         return False
-    raise SettingsError(f"{name}={raw!r} is not a yes/no value; use true or false.")
+    raise invalid(f"{name}={raw!r} is not a yes/no value; use true or false.")
 
 
 def _list(name: str, default: list[str]) -> list[str]:

@@ -13,10 +13,8 @@ command line that forgets `-j`/`-S` still gets them right:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -28,6 +26,7 @@ from rq.worker import HerokuWorker
 
 from . import settings
 from .connection import SERIALIZER
+from .embedded import parent_death_signal
 from .files import check_store
 from .processor import TIME_LIMIT_EXIT_CODE
 from .reaper import lost_message, reap_lost_tasks, should_requeue, trim_canceled
@@ -68,11 +67,6 @@ def _waiting_out_outages(call, *args):
             delay = min(delay * 2, 5.0)
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 _children_die_with_worker = False
 
 
@@ -80,7 +74,7 @@ def _make_children_die_with_worker() -> None:
     """Every process a worker forks (task processes, rq's scheduler) dies with it: no orphan runs on unseen."""
     global _children_die_with_worker
     if not _children_die_with_worker:
-        os.register_at_fork(after_in_child=_die_with_parent)
+        os.register_at_fork(after_in_child=lambda: parent_death_signal(signal.SIGKILL))
         _children_die_with_worker = True
 
 

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -151,6 +150,16 @@ def test_dev_launcher_runs_everything_and_ctrl_c_stops_it_all(launch, tmp_path):
     wait_for(lambda: not marked(str(tmp_path)), timeout=10, message="every process it started to exit")
     assert (tmp_path / "redis").exists()  # data persisted under the data folder
     assert "Stopped." in log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL])
+def test_dev_launcher_closed_terminal_or_killed_leaves_nothing_running(launch, tmp_path, sig):
+    # Was a bug: closing the terminal (SIGHUP) or killing the launcher left the worker and gunicorn running.
+    proc, log = launch("--port", str(free_port()))
+    wait_for(lambda: "Job runner is up" in log.read_text(), timeout=60, interval=0.1, message="the banner")
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    wait_for(lambda: not marked(str(tmp_path)), timeout=40, message="every process it started to exit")
 
 
 def test_dev_launcher_ctrl_c_gives_a_running_task_its_shutdown_grace(launch, redis_url, conn):

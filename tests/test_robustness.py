@@ -11,9 +11,9 @@ import base64
 import contextlib
 import http.client
 import io
-import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -369,6 +369,19 @@ def test_unimportable_task_module_stops_the_web_app_at_startup(redis_url, monkey
     monkeypatch.setattr(settings, "TASK_MODULES", [*settings.TASK_MODULES, "tests.no_such_task_module"])
     with pytest.raises(Exception, match="JOBS_TASK_MODULES"):
         make_app(redis_url)
+
+
+@pytest.mark.parametrize("process", ["python", "worker"])
+def test_a_bad_setting_stops_a_process_with_one_line(redis_url, process):
+    # Was: a traceback wall ending in the message.
+    env = dict(os.environ, REDIS_URL=redis_url, JOBS_HEARTBEAT_INTERVAL="soon")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    argv = ([sys.executable, "-c", "import jobs"] if process == "python"
+            else [os.path.expandvars(arg) for arg in shlex.split(procfile_command("worker"))])
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.strip() == ("error: JOBS_HEARTBEAT_INTERVAL='soon' is not a whole number; "
+                                   "set it to an integer such as 3."), done.stderr
 
 
 @pytest.mark.parametrize("store", ["/proc/no-such-folder", "/etc/passwd/files"])

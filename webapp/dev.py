@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from jobs import settings
-from jobs.embedded import EmbeddedRedis, EmbeddedRedisError, free_port
+from jobs.embedded import EmbeddedRedis, EmbeddedRedisError, free_port, parent_death_signal
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -89,7 +89,8 @@ def build_env(host: str, port: int, data: Path) -> dict[str, str]:
 def start_process(command: str, env: dict[str, str]) -> subprocess.Popen:
     """Start one Procfile command in its own process group (so it can be stopped whole)."""
     argv = [os.path.expandvars(arg) for arg in shlex.split(command)]
-    return subprocess.Popen(argv, cwd=ROOT, env={**env}, start_new_session=True)
+    # it stops too if the launcher dies without cleaning up (SIGKILL, a crash)
+    return subprocess.Popen(argv, cwd=ROOT, env={**env}, start_new_session=True, preexec_fn=parent_death_signal)
 
 
 def stop_all(processes: dict[str, subprocess.Popen], grace: float = STOP_GRACE) -> None:
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, request_stop)  # the terminal was closed
     try:
         # Named workers, so the wait below knows when these (not some other host's) have registered.
         names = [f"dev-{os.getpid()}-worker.{n + 1}" for n in range(args.workers)]
