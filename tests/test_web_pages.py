@@ -91,6 +91,7 @@ def test_submit_redirects_to_the_task_page(client, conn):
     assert 'id="status"' in text and 'data-status="queued"' in text
     assert f'data-api-url="/api/tasks/{task_id}"' in text
     assert 'id="cancel-button"' in text and 'id="retry-button"' not in text
+    assert re.search(r"Fail at step</th>\s*<td>—</td>", text)  # a parameter not given says so
 
 
 def test_upload_through_the_form(client, conn):

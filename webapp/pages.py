@@ -114,7 +114,8 @@ def task_page(task_id: str):
     except jobs.UnknownTaskType:
         ttype = None
     titles = {spec.name: spec.title for spec in ttype.params} if ttype else {}
-    params = [(titles.get(name, name), present.cell(value) if not isinstance(value, dict) else value.get("name", ""))
+    params = [(titles.get(name, name), "—" if value is None else  # not given: say so, not a blank cell
+               value.get("name", "") if isinstance(value, dict) else present.cell(value))
               for name, value in view["params"].items()]
     return render_template("task.html", task=view, ttype=ttype, params=params,
                            timing=present.timing(view), blocks=present.result_blocks(view["result"]),
