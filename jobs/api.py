@@ -223,8 +223,7 @@ def _precheck(conn, task_id: str, idempotency_key: str | None, refs: dict[str, d
         if idempotency_key is not None:
             pipe.set(keys.idempotency(idempotency_key), task_id, nx=True, ex=settings.IDEMPOTENCY_TTL)
             pipe.get(keys.idempotency(idempotency_key))
-        for ref in refs.values():
-            files.queue_claim(pipe, ref, task_id)
+        files.queue_claims(pipe, refs, task_id)
         replies = pipe.execute()
     if idempotency_key is not None:
         owner = replies[1].decode() if replies[1] else task_id
@@ -232,8 +231,7 @@ def _precheck(conn, task_id: str, idempotency_key: str | None, refs: dict[str, d
             return owner
         replies = replies[2:]
     try:
-        for (field, ref), reply in zip(refs.items(), replies):
-            files.check_claim(field, ref, reply, task_id)
+        files.check_claims(refs, replies, task_id)
     except InvalidParams:
         if idempotency_key is not None:
             _release_key(conn, idempotency_key, task_id)
@@ -246,11 +244,9 @@ def _claim_files(conn, task_id: str, refs: dict[str, dict]) -> None:
     if not refs:
         return
     with conn.pipeline(transaction=False) as pipe:
-        for ref in refs.values():
-            files.queue_claim(pipe, ref, task_id)
+        files.queue_claims(pipe, refs, task_id)
         replies = pipe.execute()
-    for (field, ref), reply in zip(refs.items(), replies):
-        files.check_claim(field, ref, reply, task_id)
+    files.check_claims(refs, replies, task_id)
 
 
 #: Deletes an idempotency key only while it still names the given task.

@@ -235,16 +235,20 @@ return redis.call('hmget', KEYS[1], 'task', 'name', 'size', 'content_type')
 """
 
 
-def queue_claim(pipe, ref: dict, task_id: str) -> None:
-    """Queue, on a pipeline, the claim of a stored file for `task_id` (its reply goes to check_claim)."""
-    pipe.eval(_CLAIM, 1, _meta_key(ref["id"]), task_id)
+def queue_claims(pipe, refs: dict[str, dict], task_id: str) -> None:
+    """Queue, on a pipeline, the claim of each stored file for `task_id` (the replies go to check_claims)."""
+    for ref in refs.values():
+        pipe.eval(_CLAIM, 1, _meta_key(ref["id"]), task_id)
 
 
-def check_claim(field: str, ref: dict, reply, task_id: str) -> None:
-    """Raise InvalidParams unless the file is stored and belongs to `task_id`; take its stored name and size.
+def check_claims(refs: dict[str, dict], replies: list, task_id: str) -> None:
+    """Raise InvalidParams unless every file is stored and belongs to `task_id`; take their stored names and sizes."""
+    for (field, ref), reply in zip(refs.items(), replies):
+        _check_claim(field, ref, reply, task_id)
 
-    The name and size a client put in a reference are not trusted: the stored ones replace them.
-    """
+
+def _check_claim(field: str, ref: dict, reply, task_id: str) -> None:
+    """The name and size a client put in a reference are not trusted: the stored ones replace them."""
     if not reply:
         raise InvalidParams(f"File {ref['name']!r} is no longer stored; upload it again.",
                             {field: "is no longer stored; upload it again"})
