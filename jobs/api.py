@@ -98,7 +98,8 @@ def _retry(ttype: TaskType) -> Retry | None:
     return Retry(max=len(waits), interval=waits if any(waits) else 0)
 
 
-def _create_job(conn, ttype: TaskType, params: dict, task_id: str, status: JobStatus) -> TaskJob:
+def _create_job(conn, ttype: TaskType, params: dict, task_id: str, status: JobStatus,
+                idempotency_key: str | None = None) -> TaskJob:
     q = queue(conn, ttype.queue)
     return q.create_job(
         PROCESSOR,
@@ -110,7 +111,8 @@ def _create_job(conn, ttype: TaskType, params: dict, task_id: str, status: JobSt
         job_id=task_id,
         status=status,
         retry=_retry(ttype),
-        meta={"progress": None},
+        # the key is kept so that deleting the task frees it for a new one at once
+        meta={"progress": None, **({"idempotency_key": idempotency_key} if idempotency_key else {})},
     )
 
 
@@ -152,7 +154,8 @@ def _submit(conn, ttype: TaskType, clean: dict, task_id: str, *, start: bool, id
             # the key was freed: claim it again for the same, still unwritten, task
             return _submit(conn, ttype, clean, task_id, start=start, idempotency_key=idempotency_key, delay=delay)
 
-    job = _create_job(conn, ttype, clean, task_id, JobStatus.QUEUED if start else JobStatus.CREATED)
+    job = _create_job(conn, ttype, clean, task_id, JobStatus.QUEUED if start else JobStatus.CREATED,
+                      idempotency_key)
     q = queue(conn, ttype.queue)
     with conn.pipeline() as pipe:
         if not start:
@@ -462,6 +465,8 @@ def delete(conn: redis.Redis, task_id: str) -> None:
         pipe.delete(keys.outputs(task_id), keys.cancel_request(task_id), keys.crash_count(task_id))
         pipe.zrem(keys.task_index(), task_id)
         pipe.zrem(keys.type_index(job.kwargs.get("task_type", "")), task_id)
+        if job.meta.get("idempotency_key"):
+            pipe.eval(_RELEASE, 1, keys.idempotency(job.meta["idempotency_key"]), task_id)
         return outputs, params
 
     outputs, params = _change(conn, task_id, remove)

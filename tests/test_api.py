@@ -75,6 +75,7 @@ def test_idempotency_key_of_a_deleted_task_makes_a_new_one(conn):
     first = jobs.submit(conn, "demo", {}, idempotency_key="k")
     jobs.cancel(conn, first["id"])
     jobs.delete(conn, first["id"])
+    assert conn.get(keys.idempotency("k")) is None  # freed with the task: a resend need not wait to find it gone
     again = jobs.submit(conn, "demo", {}, idempotency_key="k")
     assert again["id"] != first["id"] and again["status"] == "queued"
 
