@@ -17,21 +17,22 @@ class SettingsError(ValueError):
     """An environment variable holds a value the job core cannot use."""
 
 
+def _print_settings_errors(kind, value, tb, fallback=sys.excepthook):
+    """sys.excepthook: an uncaught SettingsError prints as one line; anything else as before."""
+    if issubclass(kind, SettingsError):
+        print(f"error: {value}", file=sys.stderr)
+    else:
+        fallback(kind, value, tb)
+
+
 def invalid(message: str) -> SettingsError:
     """The error to raise for a bad variable; if nothing catches it, it prints as one line, not a traceback.
 
     Settings are read when a process starts (worker, web, launcher): the message says
     what to fix, and the stack behind it says nothing more.
     """
-    previous = sys.excepthook
-
-    def one_line(kind, value, tb):
-        if issubclass(kind, SettingsError):
-            print(f"error: {value}", file=sys.stderr)
-        else:
-            previous(kind, value, tb)
-
-    sys.excepthook = one_line
+    if sys.excepthook is sys.__excepthook__:  # installed once, and never over another program's hook
+        sys.excepthook = _print_settings_errors
     return SettingsError(message)
 
 
